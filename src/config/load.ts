@@ -1,0 +1,140 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { Kind, type TSchema, type TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigError } from '../errors.js';
+import { ConfigSchema, type Config } from './schema.js';
+
+export interface ConfigSources {
+  /** Path of a JSON configuration file (`--config FILE`). */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Command-line flags, which win over the file and the environment. */
+  overrides?: { dataDir?: string | undefined; port?: number | undefined };
+}
+
+const ENV_PREFIX = 'STRONGROOM_';
+
+interface Leaf {
+  path: string[];
+  schema: TSchema;
+}
+
+function leaves(schema: TObject, path: string[] = []): Leaf[] {
+  return Object.entries(schema.properties).flatMap(([key, child]) =>
+    child[Kind] === 'Object'
+      ? leaves(child as TObject, [...path, key])
+      : [{ path: [...path, key], schema: child }],
+  );
+}
+
+const LEAVES = leaves(ConfigSchema);
+
+/** `auth.firebase.projectId` → `STRONGROOM_AUTH__FIREBASE__PROJECT_ID`. */
+export function envName(path: string[]): string {
+  return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__');
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+/** A string is taken as is where the key accepts one; otherwise it is read as JSON (numbers, booleans, null). */
+function parseEnvValue(leaf: Leaf, raw: string): unknown {
+  if (Value.Check(leaf.schema, raw)) return raw;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('--config', `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError('--config', `${file} must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function firstError(value: unknown): ConfigError | undefined {
+  const error = Value.Errors(ConfigSchema, value).First();
+  if (!error) return undefined;
+  const key = error.path.split('/').filter(Boolean).join('.') || '(root)';
+  const reason = error.message === 'Unexpected property' ? 'unknown key' : error.message;
+  return new ConfigError(key, `${reason} (got ${JSON.stringify(error.value) ?? 'nothing'})`);
+}
+
+/**
+ * Reads the configuration: schema defaults, then the file, then `STRONGROOM_*` variables, then flags.
+ * Throws ConfigError naming the first invalid key. Relative paths are resolved against the data directory.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const raw: Record<string, unknown> = sources.file ? readConfigFile(sources.file) : {};
+  const env = sources.env ?? process.env;
+  for (const leaf of LEAVES) {
+    const value = env[envName(leaf.path)];
+    if (value !== undefined) setPath(raw, leaf.path, parseEnvValue(leaf, value));
+  }
+  if (sources.overrides?.dataDir !== undefined) raw.dataDir = sources.overrides.dataDir;
+  if (sources.overrides?.port !== undefined) setPath(raw, ['server', 'port'], sources.overrides.port);
+
+  const withDefaults = Value.Default(ConfigSchema, raw);
+  const error = firstError(withDefaults);
+  if (error) throw error;
+  return resolvePaths(withDefaults as Config);
+}
+
+function resolvePaths(config: Config): Config {
+  const dataDir = resolve(config.dataDir);
+  const inData = (file: string | null, fallback: string) =>
+    file === null ? resolve(dataDir, fallback) : isAbsolute(file) ? file : resolve(file);
+  return {
+    ...config,
+    dataDir,
+    database: {
+      ...config.database,
+      sqlite: { file: inData(config.database.sqlite.file, 'strongroom.db') },
+    },
+    kms: {
+      ...config.kms,
+      local: {
+        ...config.kms.local,
+        keyStoreFile: inData(config.kms.local.keyStoreFile, 'kms/keystore.json'),
+        masterKeyFile: inData(config.kms.local.masterKeyFile, 'kms/master.key'),
+      },
+    },
+  };
+}
+
+const MASK = '********';
+
+/** The effective configuration with every value marked secret replaced by a mask. */
+export function maskedConfig(config: Config): Config {
+  const copy = structuredClone(config) as unknown as Record<string, unknown>;
+  for (const leaf of LEAVES) {
+    if (!(leaf.schema as { secret?: boolean }).secret) continue;
+    let node: Record<string, unknown> | undefined = copy;
+    for (const key of leaf.path.slice(0, -1)) node = node?.[key] as Record<string, unknown> | undefined;
+    const last = leaf.path[leaf.path.length - 1]!;
+    if (node && node[last] !== null && node[last] !== undefined) node[last] = MASK;
+  }
+  return copy as unknown as Config;
+}

@@ -1,0 +1,67 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/** Marks a configuration value as secret: `config print` masks it and it is never logged. */
+const Secret = <T extends TSchema>(schema: T) => ({ ...schema, secret: true }) as T;
+
+const Obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) =>
+  Type.Object(props, { additionalProperties: false, default: {} });
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+const Path = Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null });
+
+export const ConfigSchema = Obj({
+  /** Where the embedded default keeps its database, key store and certificates. */
+  dataDir: Type.String({ minLength: 1, default: '.strongroom' }),
+  /** production refuses development shortcuts (later: emulator auth, local KMS warnings). */
+  mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
+  server: Obj({
+    host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443 }),
+    /** The name clients use; it goes in the local certificate and in redirects. */
+    publicHost: Type.String({ pattern: '^[A-Za-z0-9.-]{1,253}$', default: 'localhost' }),
+    /** Optional plain-HTTP listener that only answers 308 to the HTTPS URL. */
+    httpPort: Type.Union([Port, Type.Null()], { default: null }),
+    tls: Obj({ certFile: Path, keyFile: Path }),
+    bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }),
+    trustProxy: Type.Boolean({ default: false }),
+  }),
+  database: Obj({
+    driver: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], { default: 'sqlite' }),
+    sqlite: Obj({ file: Path }),
+    postgres: Obj({
+      url: Secret(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+      sslMode: Type.Union([Type.Literal('disable'), Type.Literal('verify-full')], { default: 'verify-full' }),
+      caFile: Path,
+      poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+    }),
+    /** Most operations folded into one transaction and one fsync. */
+    groupCommitMaxBatch: Type.Integer({ minimum: 1, maximum: 10000, default: 512 }),
+  }),
+  kms: Obj({
+    provider: Type.Literal('local', { default: 'local' }),
+    local: Obj({
+      keyStoreFile: Path,
+      masterKeyFile: Path,
+      /** Name of the environment variable that may hold the master key (base64), instead of the file. */
+      masterKeyEnv: Type.String({ minLength: 1, default: 'STRONGROOM_KMS_MASTER_KEY' }),
+    }),
+  }),
+  keys: Obj({
+    dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),
+    dataKeyCacheEntries: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+  }),
+  records: Obj({
+    maxRecordBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),
+    maxIndexedFields: Type.Integer({ minimum: 0, maximum: 32, default: 8 }),
+    defaultPageSize: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
+    maxPageSize: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }),
+  }),
+  log: Obj({
+    level: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+  }),
+});
+
+export type Config = Static<typeof ConfigSchema>;

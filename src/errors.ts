@@ -1,0 +1,93 @@
+/**
+ * Typed errors with stable codes. Every layer throws these; `http/errors.ts` maps each code to an
+ * HTTP status in one place, and the CLI prints the message.
+ */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'precondition_required'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'unavailable'
+  | 'integrity'
+  | 'invalid_config'
+  | 'internal';
+
+export class StrongroomError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends StrongroomError {
+  constructor(message: string) {
+    super('bad_request', message);
+  }
+}
+
+export class UnauthenticatedError extends StrongroomError {
+  constructor(message = 'valid credentials are required') {
+    super('unauthenticated', message);
+  }
+}
+
+export class ForbiddenError extends StrongroomError {
+  constructor(message = 'not allowed') {
+    super('forbidden', message);
+  }
+}
+
+export class NotFoundError extends StrongroomError {
+  constructor(message = 'not found') {
+    super('not_found', message);
+  }
+}
+
+export class ConflictError extends StrongroomError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
+export class PreconditionFailedError extends StrongroomError {
+  constructor(message: string) {
+    super('precondition_failed', message);
+  }
+}
+
+export class PayloadTooLargeError extends StrongroomError {
+  constructor(message: string) {
+    super('payload_too_large', message);
+  }
+}
+
+export class UnavailableError extends StrongroomError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
+}
+
+/** Stored data failed an integrity check: a broken hash chain, a ciphertext that does not authenticate. */
+export class IntegrityError extends StrongroomError {
+  constructor(message: string) {
+    super('integrity', message);
+  }
+}
+
+export class ConfigError extends StrongroomError {
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super('invalid_config', `invalid configuration: ${key}: ${reason}`);
+  }
+}

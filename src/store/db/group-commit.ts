@@ -1,0 +1,127 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Tables } from './tables.js';
+
+export type Tx = Transaction<Tables>;
+
+/**
+ * State shared by the operations of one batch, such as the head of a tenant's audit chain: read
+ * once per batch, carried from operation to operation, written once before the commit. Values an
+ * operation sets are staged and dropped if that operation rolls back to its savepoint.
+ */
+export class BatchState {
+  private readonly committed = new Map<string, unknown>();
+  private staged = new Map<string, unknown>();
+  private readonly flushes = new Map<string, (tx: Tx) => Promise<void>>();
+  private stagedFlushes = new Map<string, (tx: Tx) => Promise<void>>();
+
+  get<T>(key: string): T | undefined {
+    return (this.staged.has(key) ? this.staged.get(key) : this.committed.get(key)) as T | undefined;
+  }
+
+  /** Sets a value for the rest of the batch; `flush` writes it to the database before the commit. */
+  set<T>(key: string, value: T, flush?: (tx: Tx) => Promise<void>): void {
+    this.staged.set(key, value);
+    if (flush) this.stagedFlushes.set(key, flush);
+  }
+
+  keep(): void {
+    for (const [k, v] of this.staged) this.committed.set(k, v);
+    for (const [k, f] of this.stagedFlushes) this.flushes.set(k, f);
+    this.discard();
+  }
+
+  discard(): void {
+    this.staged = new Map();
+    this.stagedFlushes = new Map();
+  }
+
+  async flush(tx: Tx): Promise<void> {
+    for (const write of this.flushes.values()) await write(tx);
+  }
+}
+
+export type BatchOperation<T> = (tx: Tx, batch: BatchState) => Promise<T>;
+
+interface Pending {
+  run: BatchOperation<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit: operations submitted while a transaction is running wait for the next one, which
+ * takes them all, so many requests share one transaction and one fsync. Each operation runs inside
+ * its own savepoint, so one that fails rolls back alone; none is acknowledged before the commit
+ * that holds it has returned.
+ */
+export class GroupCommitter {
+  private queue: Pending[] = [];
+  private running = false;
+  private closed = false;
+
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly maxBatch: number,
+  ) {}
+
+  submit<T>(run: BatchOperation<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the database is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) {
+        this.running = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  /** Waits for queued operations to commit, then refuses new ones. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.running) await new Promise((r) => setImmediate(r));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      await this.commitBatch(batch);
+    }
+    this.running = false;
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    const results: { ok: boolean; value: unknown }[] = [];
+    try {
+      const tx = await this.db.startTransaction().execute();
+      try {
+        const state = new BatchState();
+        for (const op of batch) {
+          const savepoint = await tx.savepoint('op').execute();
+          try {
+            const value = await op.run(savepoint, state);
+            await savepoint.releaseSavepoint('op').execute();
+            state.keep();
+            results.push({ ok: true, value });
+          } catch (error) {
+            await savepoint.rollbackToSavepoint('op').execute();
+            state.discard();
+            results.push({ ok: false, value: error });
+          }
+        }
+        await state.flush(tx);
+        await tx.commit().execute();
+      } catch (error) {
+        await tx.rollback().execute().catch(() => undefined);
+        throw error;
+      }
+    } catch (error) {
+      for (const op of batch) op.reject(error);
+      return;
+    }
+    batch.forEach((op, i) => {
+      const result = results[i]!;
+      if (result.ok) op.resolve(result.value);
+      else op.reject(result.value);
+    });
+  }
+}

@@ -1,0 +1,137 @@
+import { type Kysely, type Migration } from 'kysely';
+
+/**
+ * One set of migrations for SQLite and PostgreSQL. Column types are chosen to mean the same on both:
+ * `bigint` holds millisecond times and sequence numbers, `blob` maps to bytea on PostgreSQL.
+ */
+type Dialect = 'sqlite' | 'postgres';
+
+const binary = (dialect: Dialect) => (dialect === 'postgres' ? 'bytea' : 'blob');
+
+function initial(dialect: Dialect): Migration {
+  const bin = binary(dialect);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('tenants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('kek_name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('tenant_heads')
+        .addColumn('tenant_id', 'text', (c) => c.primaryKey())
+        .addColumn('audit_seq', 'bigint', (c) => c.notNull())
+        .addColumn('audit_hash', bin, (c) => c.notNull())
+        .addColumn('change_seq', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('data_keys')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'integer', (c) => c.notNull())
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('wrapped', bin, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('data_keys_pk', ['tenant_id', 'key_id'])
+        .execute();
+      await db.schema
+        .createTable('members')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('member_id', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('issuer', 'text')
+        .addColumn('subject', 'text')
+        .addColumn('email_enc', bin)
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('members_pk', ['tenant_id', 'member_id'])
+        .execute();
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', bin, (c) => c.notNull())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addPrimaryKeyConstraint('api_keys_pk', ['tenant_id', 'key_id'])
+        .execute();
+      await db.schema.createIndex('api_keys_key_id').unique().on('api_keys').column('key_id').execute();
+      await db.schema
+        .createTable('collections')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('spec', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('collections_pk', ['tenant_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('records')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('collection', 'text', (c) => c.notNull())
+        .addColumn('record_key', bin, (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('body', bin, (c) => c.notNull())
+        .addColumn('deleted', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('records_pk', ['tenant_id', 'collection', 'record_key'])
+        .execute();
+      await db.schema
+        .createTable('record_versions')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('collection', 'text', (c) => c.notNull())
+        .addColumn('record_key', bin, (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('body', bin, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('record_versions_pk', ['tenant_id', 'collection', 'record_key', 'version'])
+        .execute();
+      await db.schema
+        .createTable('record_index')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('collection', 'text', (c) => c.notNull())
+        .addColumn('field', 'text', (c) => c.notNull())
+        .addColumn('token', bin, (c) => c.notNull())
+        .addColumn('record_key', bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint('record_index_pk', ['tenant_id', 'collection', 'field', 'token', 'record_key'])
+        .execute();
+      await db.schema
+        .createTable('audit_events')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', bin, (c) => c.notNull())
+        .addColumn('result', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('source_ip', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', bin, (c) => c.notNull())
+        .addColumn('hash', bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint('audit_events_pk', ['tenant_id', 'seq'])
+        .execute();
+      await db.schema
+        .createTable('change_log')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('collection', 'text', (c) => c.notNull())
+        .addColumn('record_key', bin, (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('payload', bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint('change_log_pk', ['tenant_id', 'seq'])
+        .execute();
+    },
+  };
+}
+
+export function migrationsFor(dialect: Dialect): Record<string, Migration> {
+  return { '0001_initial': initial(dialect) };
+}

@@ -1,0 +1,125 @@
+/**
+ * Row types of every table. Times are milliseconds since the epoch (bigint columns); binary values
+ * are Buffers (BLOB in SQLite, bytea in PostgreSQL). Every table that holds tenant data is keyed
+ * by tenant_id first, so PostgreSQL deployments can shard by tenant.
+ */
+export interface TenantsTable {
+  id: string;
+  name: string;
+  status: string;
+  kek_name: string;
+  created_at: number;
+}
+
+/** Per tenant: the heads of its audit hash chain and of its change log. */
+export interface TenantHeadsTable {
+  tenant_id: string;
+  audit_seq: number;
+  audit_hash: Buffer;
+  change_seq: number;
+}
+
+export interface DataKeysTable {
+  tenant_id: string;
+  key_id: number;
+  purpose: string;
+  wrapped: Buffer;
+  created_at: number;
+}
+
+export interface MembersTable {
+  tenant_id: string;
+  member_id: string;
+  role: string;
+  issuer: string | null;
+  subject: string | null;
+  email_enc: Buffer | null;
+  status: string;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  tenant_id: string;
+  key_id: string;
+  secret_hash: Buffer;
+  scopes: string;
+  expires_at: number | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface CollectionsTable {
+  tenant_id: string;
+  name: string;
+  spec: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RecordsTable {
+  tenant_id: string;
+  collection: string;
+  record_key: Buffer;
+  version: number;
+  body: Buffer;
+  deleted: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RecordVersionsTable {
+  tenant_id: string;
+  collection: string;
+  record_key: Buffer;
+  version: number;
+  op: string;
+  body: Buffer;
+  created_at: number;
+}
+
+export interface RecordIndexTable {
+  tenant_id: string;
+  collection: string;
+  field: string;
+  token: Buffer;
+  record_key: Buffer;
+}
+
+export interface AuditEventsTable {
+  tenant_id: string;
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: Buffer;
+  result: string;
+  request_id: string;
+  source_ip: string;
+  prev_hash: Buffer;
+  hash: Buffer;
+}
+
+export interface ChangeLogTable {
+  tenant_id: string;
+  seq: number;
+  at: number;
+  op: string;
+  collection: string;
+  record_key: Buffer;
+  version: number;
+  payload: Buffer;
+}
+
+export interface Tables {
+  tenants: TenantsTable;
+  tenant_heads: TenantHeadsTable;
+  data_keys: DataKeysTable;
+  members: MembersTable;
+  api_keys: ApiKeysTable;
+  collections: CollectionsTable;
+  records: RecordsTable;
+  record_versions: RecordVersionsTable;
+  record_index: RecordIndexTable;
+  audit_events: AuditEventsTable;
+  change_log: ChangeLogTable;
+}
