@@ -9,6 +9,8 @@ export type Tx = Transaction<Tables>;
  * operation sets are staged and dropped if that operation rolls back to its savepoint.
  */
 export class BatchState {
+  constructor(readonly dialect: 'sqlite' | 'postgres') {}
+
   private readonly committed = new Map<string, unknown>();
   private staged = new Map<string, unknown>();
   private readonly flushes = new Map<string, (tx: Tx) => Promise<void>>();
@@ -61,6 +63,7 @@ export class GroupCommitter {
 
   constructor(
     private readonly db: Kysely<Tables>,
+    private readonly dialect: 'sqlite' | 'postgres',
     private readonly maxBatch: number,
   ) {}
 
@@ -94,7 +97,7 @@ export class GroupCommitter {
     try {
       const tx = await this.db.startTransaction().execute();
       try {
-        const state = new BatchState();
+        const state = new BatchState(this.dialect);
         for (const op of batch) {
           const savepoint = await tx.savepoint('op').execute();
           try {

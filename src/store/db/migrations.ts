@@ -97,9 +97,14 @@ function initial(dialect: Dialect): Migration {
         .addColumn('tenant_id', 'text', (c) => c.notNull())
         .addColumn('collection', 'text', (c) => c.notNull())
         .addColumn('field', 'text', (c) => c.notNull())
-        .addColumn('token', bin, (c) => c.notNull())
         .addColumn('record_key', bin, (c) => c.notNull())
-        .addPrimaryKeyConstraint('record_index_pk', ['tenant_id', 'collection', 'field', 'token', 'record_key'])
+        .addColumn('token', bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint('record_index_pk', ['tenant_id', 'collection', 'record_key', 'field'])
+        .execute();
+      await db.schema
+        .createIndex('record_index_lookup')
+        .on('record_index')
+        .columns(['tenant_id', 'collection', 'field', 'token'])
         .execute();
       await db.schema
         .createTable('audit_events')

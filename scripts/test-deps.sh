@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian 12 machine able to run the test suite: installs the Debian
+# packages whose programs the tests start (servers, tools). Quick and silent of
+# apt when everything is already present; safe to run again and again.
+#
+# To add a dependency: write a `have_<thing>` check below and add one
+# `require <debian-package> have_<thing>` line to the list at the bottom.
+set -euo pipefail
+
+missing_packages=()
+
+# require PACKAGE CHECK: queue PACKAGE for installation unless CHECK succeeds.
+require() {
+  local package=$1 check=$2
+  if ! "$check"; then
+    missing_packages+=("$package")
+  fi
+}
+
+# PostgreSQL server binaries (initdb, postgres, pg_ctl), on PATH or where
+# Debian puts them (/usr/lib/postgresql/<version>/bin). The test harness
+# (test/support/postgres.ts) looks in the same places.
+have_postgres_server() {
+  if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1 \
+    && command -v pg_ctl >/dev/null 2>&1; then
+    return 0
+  fi
+  local bin
+  for bin in /usr/lib/postgresql/*/bin; do
+    if [[ -x $bin/initdb && -x $bin/postgres && -x $bin/pg_ctl ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ---- what the tests need: one `require` line per Debian package ----------
+check_all() {
+  missing_packages=()
+  require postgresql have_postgres_server
+  # later, e.g.: require softhsm2 have_softhsm2 ; require chromium have_chromium
+}
+# ---------------------------------------------------------------------------
+
+check_all
+
+if ((${#missing_packages[@]} == 0)); then
+  echo "test-deps: all test dependencies present"
+  exit 0
+fi
+
+install_command="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing_packages[*]}"
+
+if ((EUID != 0)); then
+  echo "test-deps: missing Debian packages: ${missing_packages[*]}" >&2
+  echo "test-deps: install them as root with:" >&2
+  echo "  sudo sh -c '$install_command'" >&2
+  exit 1
+fi
+
+echo "test-deps: installing Debian packages: ${missing_packages[*]}"
+apt-get update
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing_packages[@]}" </dev/null
+
+# Check again: a package that installed but does not provide what we look for
+# (renamed binaries, other layout) must fail here, not deep inside a test.
+check_all
+if ((${#missing_packages[@]} != 0)); then
+  echo "test-deps: still missing after install: ${missing_packages[*]}" >&2
+  exit 1
+fi
+echo "test-deps: done"

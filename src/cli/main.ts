@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+import { relative } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { maskedConfig } from '../config/load.js';
+import { openCore } from '../core/open-core.js';
+import { createTenant } from '../core/tenants.js';
+import { verifyAuditChain } from '../audit/verify.js';
+import { StrongroomError } from '../errors.js';
+import { startServer } from '../http/server.js';
+import { createLogger } from '../log.js';
+import { configFrom, prepareDataDir, type GlobalOptions } from './runtime.js';
+
+// Everything this process creates (database, keys, certificates) is private to its user.
+process.umask(0o077);
+
+const OPERATOR = { kind: 'operator', name: 'cli' } as const;
+const CLI_META = { requestId: 'cli', sourceIp: 'local' };
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer from 0 to 65535');
+  return n;
+}
+
+const program = new Command('strongroom')
+  .description('Strongroom: a security-first, multi-tenant customer-data platform')
+  .option('--config <file>', 'JSON configuration file')
+  .option('--data-dir <dir>', 'data directory (default ./.strongroom)')
+  .showHelpAfterError();
+
+const globals = () => program.opts<GlobalOptions>();
+
+program
+  .command('serve')
+  .description('serve the API over HTTPS')
+  .option('--port <n>', 'HTTPS port', port)
+  .action(async (options: { port?: number }) => {
+    const config = configFrom(globals(), options.port);
+    await prepareDataDir(config);
+    const logger = createLogger(config.log.level, process.stderr);
+    const core = await openCore(config);
+    const server = await startServer(config, core, logger);
+    console.log(`listening ${server.url}`);
+    const tenants = await core.db.reader.selectFrom('tenants').select('id').limit(1).execute();
+    if (server.caCertFile && tenants.length === 0) printFirstSteps(server.caCertFile, server.url, globals());
+    const stop = async () => {
+      await server.close();
+      await core.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop());
+    process.once('SIGTERM', () => void stop());
+  });
+
+function printFirstSteps(caCertFile: string, url: string, options: GlobalOptions): void {
+  const flags = [options.config ? `--config ${options.config}` : '', options.dataDir ? `--data-dir ${options.dataDir}` : '']
+    .filter(Boolean)
+    .join(' ');
+  const cli = `node ${relative(process.cwd(), process.argv[1] ?? 'strongroom')}${flags ? ` ${flags}` : ''}`;
+  console.log(`
+Strongroom is serving HTTPS with a certificate from its local CA. Trust it with:
+  ${caCertFile}
+
+Next, in another terminal:
+  ${cli} tenant create acme --json          # prints {"tenantId":…,"apiKey":…}; the key is shown once
+  export T=<tenantId> K=<apiKey>
+  curl --cacert ${caCertFile} -H "Authorization: Bearer $K" -X PUT ${url}/v1/tenants/$T/collections/notes \\
+       -H 'content-type: application/json' -d '{"indexes":[]}'
+  curl --cacert ${caCertFile} -H "Authorization: Bearer $K" -X PUT ${url}/v1/tenants/$T/collections/notes/records/first \\
+       -H 'content-type: application/json' -d '{"text":"hello"}'
+  curl --cacert ${caCertFile} -H "Authorization: Bearer $K" ${url}/v1/tenants/$T/collections/notes/records/first
+
+API reference: ${url}/v1/openapi.json`);
+}
+
+const tenant = program.command('tenant').description('manage tenants (as the operator of this machine)');
+tenant
+  .command('create <name>')
+  .description('create a tenant and print its id and a one-time owner API key')
+  .option('--json', 'print one JSON object')
+  .action(async (name: string, options: { json?: boolean }) => {
+    const config = configFrom(globals());
+    await prepareDataDir(config);
+    const core = await openCore(config);
+    try {
+      const created = await createTenant(core, OPERATOR, CLI_META, name);
+      if (options.json) console.log(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
+      else console.log(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
+    } finally {
+      await core.close();
+    }
+  });
+
+program
+  .command('config')
+  .description('configuration')
+  .command('print')
+  .description('print the effective configuration, secrets masked')
+  .action(() => {
+    console.log(JSON.stringify(maskedConfig(configFrom(globals())), null, 2));
+  });
+
+program
+  .command('audit')
+  .description('audit log')
+  .command('verify')
+  .description("verify every tenant's audit hash chain, or one tenant's")
+  .option('--tenant <id>', 'only this tenant')
+  .option('--json', 'print one JSON object')
+  .action(async (options: { tenant?: string; json?: boolean }) => {
+    const config = configFrom(globals());
+    const core = await openCore(config);
+    try {
+      const ids = options.tenant
+        ? [options.tenant]
+        : (await core.db.reader.selectFrom('tenants').select('id').orderBy('id').execute()).map((r) => r.id);
+      const results = [];
+      for (const id of ids) results.push(await verifyAuditChain(core.db.reader, id));
+      const ok = results.every((r) => r.ok);
+      if (options.json) console.log(JSON.stringify({ ok, tenants: results }));
+      else {
+        for (const r of results) {
+          console.log(r.ok ? `ok      ${r.tenantId}: ${r.events} events` : `FAILED  ${r.tenantId}: event ${r.seq}: ${r.reason}`);
+        }
+      }
+      process.exitCode = ok ? 0 : 1;
+    } finally {
+      await core.close();
+    }
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  const message = error instanceof StrongroomError ? error.message : error instanceof Error ? error.message : String(error);
+  console.error(`strongroom: ${message}`);
+  process.exit(2);
+});

@@ -1,0 +1,67 @@
+import { appendAuditEvent } from '../audit/append.js';
+import { encodeAad, openRecord, recordKeyId, sealRecord, type DataKey } from '../crypto/record-cipher.js';
+import type { BatchState, Tx } from '../store/db/group-commit.js';
+import { actorName, type Core, type Principal, type RequestMeta } from './context.js';
+import { tenantDataKeyById } from './tenant-keys.js';
+
+/**
+ * Audit targets are stored in one of two forms, told apart by the first byte: 0x00 then UTF-8 for
+ * names that carry no customer data (an API key id), or a sealed record-cipher message (first byte
+ * 0x01) for anything a tenant chose, such as a record id.
+ */
+const PLAIN = 0x00;
+
+export type AuditTarget = Buffer;
+
+export function plainTarget(text: string): AuditTarget {
+  return Buffer.concat([Buffer.of(PLAIN), Buffer.from(text, 'utf8')]);
+}
+
+const targetAad = (tenantId: string) => encodeAad(['strongroom/audit-target', tenantId]);
+
+export function sealedTarget(dataKey: DataKey, tenantId: string, text: string): AuditTarget {
+  return sealRecord(dataKey, targetAad(tenantId), Buffer.from(text, 'utf8'));
+}
+
+export async function readTarget(core: Core, tenantId: string, target: Buffer): Promise<string> {
+  if (target[0] === PLAIN) return target.subarray(1).toString('utf8');
+  const key = await tenantDataKeyById(core, tenantId, recordKeyId(target));
+  return openRecord(key, targetAad(tenantId), target).toString('utf8');
+}
+
+export interface AuditEntry {
+  tenantId: string;
+  action: string;
+  target: AuditTarget;
+  result: 'ok' | 'denied' | 'not_found' | 'conflict' | 'error';
+}
+
+export type Actor = Principal | { kind: 'system'; name: string };
+
+const actorLabel = (actor: Actor) => (actor.kind === 'system' ? `system:${actor.name}` : actorName(actor));
+
+/** Appends an audit event inside the caller's transaction (writes and admin actions). */
+export function auditInTx(
+  tx: Tx,
+  batch: BatchState,
+  core: Core,
+  actor: Actor,
+  meta: RequestMeta,
+  entry: AuditEntry,
+): Promise<number> {
+  return appendAuditEvent(tx, batch, {
+    tenantId: entry.tenantId,
+    at: core.now(),
+    actor: actorLabel(actor),
+    action: entry.action,
+    target: entry.target,
+    result: entry.result,
+    requestId: meta.requestId,
+    sourceIp: meta.sourceIp,
+  });
+}
+
+/** Audits a read: committed (batched with others) before the caller answers; a failure fails the read. */
+export async function auditRead(core: Core, actor: Actor, meta: RequestMeta, entry: AuditEntry): Promise<void> {
+  await core.committer.submit((tx, batch) => auditInTx(tx, batch, core, actor, meta, entry));
+}

@@ -1,0 +1,47 @@
+import type { Keyring } from '../crypto/keyring.js';
+import type { Kms } from '../kms/kms.js';
+import type { GroupCommitter } from '../store/db/group-commit.js';
+import type { Database } from '../store/db/open.js';
+
+export interface CoreLimits {
+  maxRecordBytes: number;
+  maxIndexedFields: number;
+  defaultPageSize: number;
+  maxPageSize: number;
+}
+
+/** Everything the domain operations need, injected so tests control the clock. */
+export interface Core {
+  db: Database;
+  committer: GroupCommitter;
+  kms: Kms;
+  keyring: Keyring;
+  limits: CoreLimits;
+  now: () => number;
+}
+
+/** Who is acting, for authorization and for the audit log. Never holds a secret. */
+export type Principal =
+  | { kind: 'api_key'; tenantId: string; keyId: string; scopes: ApiKeyScope[] }
+  | { kind: 'member'; tenantId: string; memberId: string; role: MemberRole }
+  | { kind: 'operator'; name: string };
+
+export type ApiKeyScope = 'read' | 'write' | 'admin';
+export type MemberRole = 'owner' | 'admin' | 'member' | 'viewer';
+
+/** Where a request came from, for the audit log. */
+export interface RequestMeta {
+  requestId: string;
+  sourceIp: string;
+}
+
+export function actorName(principal: Principal): string {
+  switch (principal.kind) {
+    case 'api_key':
+      return `api-key:${principal.keyId}`;
+    case 'member':
+      return `member:${principal.memberId}`;
+    case 'operator':
+      return `operator:${principal.name}`;
+  }
+}

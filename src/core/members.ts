@@ -1,0 +1,95 @@
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
+import { encodeAad, openRecord, recordKeyId, sealRecord } from '../crypto/record-cipher.js';
+import { authorize } from '../policy/authorize.js';
+import type { Core, MemberRole, Principal, RequestMeta } from './context.js';
+import { auditInTx, auditRead, plainTarget } from './audit-events.js';
+import { randomId } from './ids.js';
+import { tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
+
+export const ROLES: readonly MemberRole[] = ['owner', 'admin', 'member', 'viewer'];
+export const MEMBER_ID = /^m_[a-z2-7]{16}$/;
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+
+/**
+ * A member is a person in a tenant, with a role. Until the authentication issue links an identity
+ * (issuer, subject) the member is `invited`; the e-mail address is the only personal data kept, and
+ * it is encrypted under the tenant's data key.
+ */
+export interface MemberView {
+  memberId: string;
+  email: string;
+  role: MemberRole;
+  status: string;
+  createdAt: string;
+}
+
+const emailAad = (tenantId: string, memberId: string) => encodeAad(['strongroom/member-email', tenantId, memberId]);
+
+export async function inviteMember(
+  core: Core,
+  principal: Principal,
+  meta: RequestMeta,
+  tenantId: string,
+  request: { email: string; role: MemberRole },
+): Promise<MemberView> {
+  authorize(principal, 'members.manage', { tenantId });
+  if (!EMAIL.test(request.email)) throw new BadRequestError('invalid e-mail address');
+  const dataKey = await tenantDataKey(core, tenantId);
+  const memberId = `m_${randomId(10)}`;
+  const emailEnc = sealRecord(dataKey, emailAad(tenantId, memberId), Buffer.from(request.email.toLowerCase(), 'utf8'));
+  return core.committer.submit(async (tx, batch) => {
+    const now = core.now();
+    await tx
+      .insertInto('members')
+      .values({ tenant_id: tenantId, member_id: memberId, role: request.role, issuer: null, subject: null, email_enc: emailEnc, status: 'invited', created_at: now })
+      .execute();
+    await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.invite', target: plainTarget(`member:${memberId} role:${request.role}`), result: 'ok' });
+    return { memberId, email: request.email.toLowerCase(), role: request.role, status: 'invited', createdAt: new Date(now).toISOString() };
+  });
+}
+
+export async function listMembers(core: Core, principal: Principal, meta: RequestMeta, tenantId: string): Promise<MemberView[]> {
+  authorize(principal, 'members.read', { tenantId });
+  const rows = await core.db.reader
+    .selectFrom('members')
+    .select(['member_id', 'role', 'status', 'email_enc', 'created_at'])
+    .where('tenant_id', '=', tenantId)
+    .orderBy('created_at')
+    .execute();
+  const members: MemberView[] = [];
+  for (const row of rows) {
+    let email = '';
+    if (row.email_enc) {
+      const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.email_enc));
+      email = openRecord(key, emailAad(tenantId, row.member_id), row.email_enc).toString('utf8');
+    }
+    members.push({ memberId: row.member_id, email, role: row.role as MemberRole, status: row.status, createdAt: new Date(Number(row.created_at)).toISOString() });
+  }
+  await auditRead(core, principal, meta, { tenantId, action: 'member.list', target: plainTarget('members'), result: 'ok' });
+  return members;
+}
+
+export async function removeMember(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, memberId: string): Promise<void> {
+  authorize(principal, 'members.manage', { tenantId });
+  if (!MEMBER_ID.test(memberId)) throw new NotFoundError('member not found');
+  await core.committer.submit(async (tx, batch) => {
+    const member = await tx
+      .selectFrom('members')
+      .select('role')
+      .where('tenant_id', '=', tenantId)
+      .where('member_id', '=', memberId)
+      .executeTakeFirst();
+    if (!member) throw new NotFoundError('member not found');
+    if (member.role === 'owner') {
+      const owners = await tx
+        .selectFrom('members')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', tenantId)
+        .where('role', '=', 'owner')
+        .executeTakeFirstOrThrow();
+      if (Number(owners.n) <= 1) throw new ConflictError('the last owner of a tenant cannot be removed');
+    }
+    await tx.deleteFrom('members').where('tenant_id', '=', tenantId).where('member_id', '=', memberId).execute();
+    await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.remove', target: plainTarget(`member:${memberId}`), result: 'ok' });
+  });
+}

@@ -1,0 +1,51 @@
+import { Keyring } from '../crypto/keyring.js';
+import type { Config } from '../config/schema.js';
+import { openKms } from '../kms/index.js';
+import { GroupCommitter } from '../store/db/group-commit.js';
+import { openDatabase, type DatabaseOptions } from '../store/db/open.js';
+import type { Core } from './context.js';
+import { dataKeyUnwrapper } from './tenant-keys.js';
+
+export function databaseOptions(config: Config): DatabaseOptions {
+  const { database } = config;
+  return database.driver === 'sqlite'
+    ? { driver: 'sqlite', file: database.sqlite.file! }
+    : { driver: 'postgres', url: database.postgres.url ?? '', sslMode: database.postgres.sslMode, caFile: database.postgres.caFile, poolSize: database.postgres.poolSize };
+}
+
+/** Opens the database (migrating it), the KMS and the keyring: everything the domain needs. */
+export async function openCore(config: Config, now: () => number = Date.now): Promise<Core & { close(): Promise<void> }> {
+  const db = await openDatabase(databaseOptions(config));
+  try {
+    const { local } = config.kms;
+    // loadConfig resolved every path against the data directory, so none is null here.
+    const kms = await openKms({
+      provider: config.kms.provider,
+      local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
+    });
+    const keyring = new Keyring({
+      ttlMs: config.keys.dataKeyCacheSeconds * 1000,
+      maxEntries: config.keys.dataKeyCacheEntries,
+      clock: now,
+      unwrap: dataKeyUnwrapper(db, kms),
+    });
+    const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
+    return {
+      db,
+      kms,
+      keyring,
+      committer,
+      limits: config.records,
+      now,
+      async close() {
+        await committer.close();
+        keyring.clear();
+        await kms.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { encodeAad, type DataKey } from '../crypto/record-cipher.js';
+import { deriveIndexKey } from '../crypto/blind-index.js';
+import { NotFoundError } from '../errors.js';
+import type { Kms } from '../kms/kms.js';
+import type { Tx } from '../store/db/group-commit.js';
+import type { Core } from './context.js';
+
+/**
+ * Each tenant has its own key-encryption key in the KMS and two data keys wrapped by it: one that
+ * encrypts record bodies, one from which blind-index and record-id keys are derived.
+ */
+export const DATA_KEY_ID = 1;
+export const INDEX_KEY_ID = 2;
+
+type Purpose = 'data' | 'index';
+
+export const kekName = (tenantId: string) => `tenant.${tenantId}`;
+
+const wrapAad = (tenantId: string, keyId: number, purpose: Purpose) =>
+  encodeAad(['strongroom/data-key', tenantId, keyId, purpose]);
+
+export interface NewTenantKeys {
+  dataKey: DataKey;
+  rows: { key_id: number; purpose: Purpose; wrapped: Buffer }[];
+}
+
+/** Creates the tenant's KEK and wraps fresh data keys under it; the caller stores the rows. */
+export async function createTenantKeys(kms: Kms, tenantId: string): Promise<NewTenantKeys> {
+  await kms.createKey(kekName(tenantId));
+  const data = randomBytes(32);
+  const index = randomBytes(32);
+  const rows = [
+    { key_id: DATA_KEY_ID, purpose: 'data' as const, wrapped: await kms.wrapKey(kekName(tenantId), data, wrapAad(tenantId, DATA_KEY_ID, 'data')) },
+    { key_id: INDEX_KEY_ID, purpose: 'index' as const, wrapped: await kms.wrapKey(kekName(tenantId), index, wrapAad(tenantId, INDEX_KEY_ID, 'index')) },
+  ];
+  index.fill(0);
+  return { dataKey: { id: DATA_KEY_ID, key: data }, rows };
+}
+
+export async function insertTenantKeys(tx: Tx, tenantId: string, keys: NewTenantKeys, now: number): Promise<void> {
+  await tx
+    .insertInto('data_keys')
+    .values(keys.rows.map((r) => ({ tenant_id: tenantId, ...r, created_at: now })))
+    .execute();
+}
+
+/** The keyring's loader: reads a wrapped data key and unwraps it with the tenant's KEK. */
+export function dataKeyUnwrapper(db: Core['db'], kms: Kms) {
+  return async (tenantId: string, keyId: number): Promise<Buffer> => {
+    const row = await db.reader
+      .selectFrom('data_keys')
+      .select(['wrapped', 'purpose'])
+      .where('tenant_id', '=', tenantId)
+      .where('key_id', '=', keyId)
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError('tenant not found');
+    return kms.unwrapKey(kekName(tenantId), row.wrapped, wrapAad(tenantId, keyId, row.purpose as Purpose));
+  };
+}
+
+export function tenantDataKey(core: Core, tenantId: string): Promise<DataKey> {
+  return tenantDataKeyById(core, tenantId, DATA_KEY_ID);
+}
+
+/**
+ * The keyring lends its buffers and zero-fills them on eviction; requests hold a key across awaits
+ * (until their batch commits), so they take a copy of 32 bytes.
+ */
+export async function tenantDataKeyById(core: Core, tenantId: string, keyId: number): Promise<DataKey> {
+  const lent = core.keyring.getSync(tenantId, keyId) ?? (await core.keyring.get(tenantId, keyId));
+  return { id: keyId, key: Buffer.from(lent) };
+}
+
+/** The key under which a collection's record ids are hashed, derived from the tenant's index key. */
+export async function collectionKeys(core: Core, tenantId: string, collection: string) {
+  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID);
+  return {
+    idKey: deriveIndexKey(root, collection, '$id'),
+    fieldKey: (field: string) => deriveIndexKey(root, collection, field),
+  };
+}

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import Fastify, { type FastifyInstance } from 'fastify';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import type { Logger } from 'pino';
+import type { Core, Principal } from '../core/context.js';
+import { handleError, handleNotFound } from './errors.js';
+import { secureContextOptions } from './tls/tls-policy.js';
+import { registerRoutes } from './routes/index.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface AppOptions {
+  core: Core;
+  logger: Logger;
+  tls: { cert: Buffer | string; key: Buffer | string };
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+  publicUrl: string;
+}
+
+const ONE_YEAR = 31_536_000;
+
+/** The HTTPS API: TLS policy, security headers, request ids, one error shape, OpenAPI, routes. */
+export type HttpsApp = FastifyInstance<HttpsServer, IncomingMessage, ServerResponse, Logger>;
+
+export async function buildApp(options: AppOptions): Promise<HttpsApp> {
+  const app = Fastify({
+    https: secureContextOptions(options.tls),
+    loggerInstance: options.logger,
+    disableRequestLogging: true,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    bodyLimit: options.bodyLimitBytes,
+    trustProxy: options.trustProxy,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+  });
+  app.decorateRequest('principal', null);
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(handleNotFound);
+
+  await app.register(helmet, {
+    hsts: { maxAge: ONE_YEAR, includeSubDomains: true },
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    void reply.header('cache-control', 'no-store');
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { reqId: request.id, method: request.method, route: request.routeOptions.url ?? 'unknown', status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Strongroom API', version: '1' },
+      servers: [{ url: options.publicUrl }],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(registerRoutes, { core: options.core });
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app as unknown as HttpsApp;
+}

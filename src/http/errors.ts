@@ -1,0 +1,69 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { StrongroomError, type ErrorCode } from '../errors.js';
+
+/** The one place an error code becomes an HTTP status. */
+const STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition_failed: 412,
+  precondition_required: 428,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  unavailable: 503,
+  integrity: 500,
+  invalid_config: 500,
+  internal: 500,
+};
+
+const CODE_FOR_STATUS: Record<number, ErrorCode> = {
+  400: 'bad_request',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'bad_request',
+  409: 'conflict',
+  412: 'precondition_failed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'unavailable',
+};
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string };
+}
+
+export function errorBody(code: ErrorCode, message: string, requestId: string): ErrorBody {
+  return { error: { code, message, requestId } };
+}
+
+/** Framework errors (validation, body parsing, limits) keep their 4xx status; anything unknown is a 500 that says nothing. */
+function classify(error: FastifyError | StrongroomError): { status: number; code: ErrorCode; message: string } {
+  if (error instanceof StrongroomError) {
+    const status = STATUS[error.code];
+    return { status, code: error.code, message: status >= 500 ? 'internal error' : error.message };
+  }
+  if (error.validation) {
+    return { status: 400, code: 'bad_request', message: `${error.validationContext ?? 'request'}${error.message.replace(/^(body|querystring|params|headers)/, '')}` };
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return { status, code: CODE_FOR_STATUS[status] ?? 'bad_request', message: error.message };
+  }
+  return { status: 500, code: 'internal', message: 'internal error' };
+}
+
+export function handleError(error: FastifyError | StrongroomError, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, code, message } = classify(error);
+  if (status >= 500) request.log.error({ err: error }, 'request failed');
+  if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  void reply.code(status).send(errorBody(code, message, request.id));
+}
+
+export function handleNotFound(request: FastifyRequest, reply: FastifyReply): void {
+  void reply.code(404).send(errorBody('not_found', 'no such route', request.id));
+}

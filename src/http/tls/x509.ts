@@ -1,0 +1,11 @@
+/**
+ * @peculiar/x509, loaded after the Reflect metadata shim it needs and bound to node's WebCrypto.
+ * Every module of ours that builds certificates imports x509 from here, never from the package.
+ */
+import './reflect-metadata-shim.js';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto);
+
+export { x509 };

@@ -1,0 +1,130 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Agent, request } from 'undici';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Core } from '../../src/core/context.js';
+import { openCore } from '../../src/core/open-core.js';
+import { createTenant } from '../../src/core/tenants.js';
+import { createLogger } from '../../src/log.js';
+import { startServer, type RunningServer } from '../../src/http/server.js';
+import { prepareDataDir } from '../../src/cli/runtime.js';
+import { createDatabase, startPostgres, type PostgresCluster } from './postgres.js';
+
+export type Driver = 'sqlite' | 'postgres';
+export const DRIVERS: Driver[] = ['sqlite', 'postgres'];
+
+let cluster: Promise<PostgresCluster> | undefined;
+let databases = 0;
+
+/** One throwaway PostgreSQL cluster per test file, a fresh database per harness. */
+export async function freshPostgresUrl(): Promise<string> {
+  cluster ??= startPostgres();
+  const c = await cluster;
+  databases += 1;
+  return createDatabase(c.connectionString, `strongroom_${process.pid}_${databases}`);
+}
+
+export async function stopPostgres(): Promise<void> {
+  if (cluster) await (await cluster).stop();
+  cluster = undefined;
+}
+
+export async function postgresDataDir(): Promise<string> {
+  if (!cluster) throw new Error('no PostgreSQL cluster is running');
+  return (await cluster).dataDir;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  json: any;
+}
+
+export interface CallOptions {
+  key?: string;
+  body?: unknown;
+  rawBody?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+/** Every log line the server wrote, for tests that look for leaked secrets. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    done();
+  }
+}
+
+export interface Harness {
+  driver: Driver;
+  config: Config;
+  core: Core & { close(): Promise<void> };
+  server: RunningServer;
+  url: string;
+  ca: Buffer;
+  logs: LogCapture;
+  call(method: string, path: string, options?: CallOptions): Promise<Response>;
+  tenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(driver: Driver, extra: { now?: () => number; env?: Record<string, string> } = {}): Promise<Harness> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'strongroom-test-'));
+  const env: Record<string, string> = { STRONGROOM_SERVER__PORT: '0', STRONGROOM_LOG__LEVEL: 'info', ...extra.env };
+  if (driver === 'postgres') {
+    env.STRONGROOM_DATABASE__DRIVER = 'postgres';
+    env.STRONGROOM_DATABASE__POSTGRES__URL = await freshPostgresUrl();
+    env.STRONGROOM_DATABASE__POSTGRES__SSL_MODE = 'disable';
+  }
+  const config = loadConfig({ env, overrides: { dataDir } });
+  await prepareDataDir(config);
+  const logs = new LogCapture();
+  const core = await openCore(config, extra.now);
+  const server = await startServer(config, core, createLogger(config.log.level, logs));
+  const ca = readFileSync(server.caCertFile!);
+  const agent = new Agent({ connect: { ca, servername: 'localhost' } });
+  const base = `https://localhost:${server.port}`;
+  return {
+    driver,
+    config,
+    core,
+    server,
+    url: base,
+    ca,
+    logs,
+    async call(method, path, options = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      if (options.key) headers.authorization = `Bearer ${options.key}`;
+      let body: string | Buffer | undefined = options.rawBody;
+      if (options.body !== undefined) {
+        body = JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const res = await request(`${base}${path}`, { method: method as 'GET', headers, body, dispatcher: agent });
+      const text = await res.body.text();
+      let json: unknown;
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined;
+      }
+      return { status: res.statusCode, headers: res.headers, text, json };
+    },
+    async tenant(name = 'acme') {
+      const created = await createTenant(core, { kind: 'operator', name: 'test' }, { requestId: 'test', sourceIp: 'local' }, name);
+      return { tenantId: created.tenantId, apiKey: created.apiKey };
+    },
+    async close() {
+      await server.close();
+      await agent.close();
+      await core.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
