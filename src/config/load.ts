@@ -30,6 +30,9 @@ function leaves(schema: TObject, path: string[] = []): Leaf[] {
 
 const LEAVES = leaves(ConfigSchema);
 
+/** Every configuration key, as a dotted path. */
+export const configKeys = (): string[] => LEAVES.map((leaf) => leaf.path.join('.'));
+
 /** `auth.firebase.projectId` → `STRONGROOM_AUTH__FIREBASE__PROJECT_ID`. */
 export function envName(path: string[]): string {
   return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__');

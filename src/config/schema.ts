@@ -12,8 +12,6 @@ const Path = Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default:
 export const ConfigSchema = Obj({
   /** Where the embedded default keeps its database, key store and certificates. */
   dataDir: Type.String({ minLength: 1, default: '.strongroom' }),
-  /** production refuses development shortcuts (later: emulator auth, local KMS warnings). */
-  mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
   server: Obj({
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443 }),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
@@ -34,7 +34,8 @@ export async function buildApp(options: AppOptions): Promise<HttpsApp> {
   const app = Fastify({
     https: secureContextOptions(options.tls),
     loggerInstance: options.logger,
-    disableRequestLogging: true,
+    // One line per request from onResponse below, with the route template instead of the URL.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     bodyLimit: options.bodyLimitBytes,

@@ -83,7 +83,6 @@ export async function keyStoreFileIdentity(file: string): Promise<string | null>
 export async function writeKeyStoreFile(file: string, keys: Map<string, StoredKey>): Promise<string> {
   const text = `${JSON.stringify({ format: 1, keys: Object.fromEntries(keys) }, null, 2)}\n`;
   const directory = dirname(file);
-  await mkdir(directory, { recursive: true, mode: 0o700 });
   const temporary = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   const handle = await open(temporary, 'wx', 0o600);
   let identity: string;
@@ -110,6 +109,11 @@ export async function writeKeyStoreFile(file: string, keys: Map<string, StoredKe
     await directoryHandle.close();
   }
   return identity;
+}
+
+/** Makes the store's folder (0700) if missing, so its lock file can be created before the first write. */
+export async function ensureKeyStoreFolder(file: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
 }
 
 /** Secrets must not be readable by other users: refuse any group or other permission bit. */

@@ -13,6 +13,7 @@ import { withFileLock } from './file-lock.js';
 import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
 import {
   KEY_NAME,
+  ensureKeyStoreFolder,
   keyStoreFileIdentity,
   readKeyStoreFile,
   writeKeyStoreFile,
@@ -235,16 +236,17 @@ class LocalKms implements Kms {
 
   /** Read-modify-write under the lock, re-reading the file inside it so no other writer's update is lost. */
   private modifyStore<T>(change: (keys: Map<string, StoredKey>) => T): Promise<T> {
-    const run = this.writes.then(() =>
-      withFileLock(`${this.file}.lock`, async () => {
+    const run = this.writes.then(async () => {
+      await ensureKeyStoreFolder(this.file);
+      return withFileLock(`${this.file}.lock`, async () => {
         const { keys } = await readKeyStoreFile(this.file);
         const result = change(keys);
         const identity = await writeKeyStoreFile(this.file, keys);
         this.keys = keys;
         this.identity = identity;
         return result;
-      }),
-    );
+      });
+    });
     this.writes = run.catch(() => undefined);
     return run;
   }

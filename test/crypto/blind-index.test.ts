@@ -47,7 +47,12 @@ describe('planBlindIndex', () => {
 
   it('refuses populations under 16 rows, saying they cannot be indexed safely', () => {
     assert.throws(() => planBlindIndex({ expectedRows: 15 }), /cannot be blind-indexed safely/);
-    assert.throws(() => planBlindIndex({ expectedRows: 1.5e6 + 0.5 }), BadRequestError);
+    assert.deepEqual(planBlindIndex({ expectedRows: 16 }), { bits: 3 });
+  });
+
+  it('refuses a population that is not a whole number', () => {
+    assert.throws(() => planBlindIndex({ expectedRows: 1_000_000.5 }), BadRequestError);
+    assert.throws(() => planBlindIndex({ expectedRows: Number.NaN }), BadRequestError);
   });
 
   it('refuses bits outside 1..32 or not integers, and caps huge populations at 32 bits', () => {

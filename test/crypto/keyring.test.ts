@@ -147,11 +147,4 @@ describe('Keyring', () => {
     assert.equal(keyring.getSync('t1', 1), undefined);
     assert.deepEqual(calls, ['t1/1']);
   });
-
-  it('does not confuse tenant ids that contain the separator', async () => {
-    const { keyring, calls } = harness();
-    await keyring.get('a\u00001', 2);
-    await keyring.get('a', 12);
-    assert.equal(calls.length, 2);
-  });
 });

@@ -1,0 +1,225 @@
+/**
+ * Records benchmark (issue 2): secure writes/s and audited reads/s of the embedded default
+ * (SQLite, local KMS, local-CA TLS), against a bare baseline with the same TLS, Fastify, durability
+ * and group commit; prints both, the "security tax" (baseline ops/s / secure ops/s) and the targets.
+ *
+ * Usage: npm run bench [-- --duration 10 --connections 64 --record-bytes 1024]
+ *        node dist/bench/records.js --writes-only --cpu-prof-dir /tmp/prof   (profiles both servers)
+ *
+ * Exits 1 if any request got something other than a verified 2xx, or an error; target misses are
+ * printed, not failed. The load generator (autocannon) runs in this process, on the same machine.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { connect } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import SQLite from 'better-sqlite3';
+import { Agent, request } from 'undici';
+import { badResponses, comparisonTable, failuresTable, memoryLine, targetLines, type ServerFigures } from './support/report.js';
+import { killAllServers, startServerProcess, type ServerProcess } from './support/server-process.js';
+import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings } from './support/workloads.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = resolve(here, '../src/cli/main.js');
+const BASELINE = resolve(here, 'baseline-server.js');
+const SERVERNAME = 'localhost';
+const COLLECTION = 'bench';
+const ID_PREFIX = 'r';
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '64' },
+    'record-bytes': { type: 'string', default: '1024' },
+    'writes-only': { type: 'boolean', default: false },
+    'cpu-prof-dir': { type: 'string' },
+  },
+});
+
+function positiveInt(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
+  return n;
+}
+
+const durationSeconds = positiveInt('duration', flags.duration);
+const connections = positiveInt('connections', flags.connections);
+const recordBytes = positiveInt('record-bytes', flags['record-bytes']);
+const profileDir = flags['cpu-prof-dir'] ? resolve(flags['cpu-prof-dir']) : undefined;
+const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []);
+
+const dataDir = mkdtempSync(join(os.tmpdir(), 'strongroom-bench-'));
+let cleaned = false;
+/** Runs on every way out: children killed, temp dir gone. */
+function cleanup(): void {
+  if (cleaned) return;
+  cleaned = true;
+  stopActiveLoad();
+  killAllServers();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    console.error(`\ninterrupted by ${signal}; stopping servers and removing ${dataDir}`);
+    cleanup();
+    process.exit(130);
+  });
+}
+
+async function createTenant(): Promise<{ tenantId: string; apiKey: string }> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, '--data-dir', dataDir, 'tenant', 'create', 'bench', '--json']);
+  const created = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { tenantId?: string; apiKey?: string };
+  if (!created.tenantId || !created.apiKey) throw new Error(`tenant create printed no tenantId/apiKey: ${stdout}`);
+  return { tenantId: created.tenantId, apiKey: created.apiKey };
+}
+
+/** A fully verified TLS connection (CA and host name), to learn what the load will negotiate. */
+function negotiatedTls(port: number, ca: Buffer): Promise<string> {
+  return new Promise((resolveTls, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, servername: SERVERNAME }, () => {
+      const cipher = socket.getCipher();
+      resolveTls(`${socket.getProtocol() ?? '?'} ${cipher.standardName}`);
+      socket.end();
+    });
+    socket.once('error', reject);
+  });
+}
+
+interface Target {
+  origin: string;
+  dispatcher: Agent;
+  headers: Record<string, string>;
+  recordsPath: string;
+}
+
+async function call(target: Target, method: 'GET' | 'PUT', path: string, body?: string): Promise<{ status: number; json: unknown }> {
+  const headers = body === undefined ? target.headers : { ...target.headers, 'content-type': 'application/json' };
+  const res = await request(`${target.origin}${path}`, { method, headers, body, dispatcher: target.dispatcher });
+  const text = await res.body.text();
+  return { status: res.statusCode, json: text ? (JSON.parse(text) as unknown) : undefined };
+}
+
+/** One PUT and one GET through a verified TLS client: the routes work and round-trip a record. */
+async function probe(name: string, target: Target): Promise<void> {
+  const body = recordBody(0, recordBytes);
+  const put = await call(target, 'PUT', `${target.recordsPath}/probe`, body);
+  if (put.status !== 201) throw new Error(`${name}: probe PUT answered ${put.status}: ${JSON.stringify(put.json)}`);
+  const got = await call(target, 'GET', `${target.recordsPath}/probe`);
+  const data = (got.json as { data?: unknown } | undefined)?.data;
+  if (got.status !== 200 || JSON.stringify(data) !== body) {
+    throw new Error(`${name}: probe GET answered ${got.status} with a different record`);
+  }
+}
+
+async function measure(server: ServerProcess, target: Target, ca: Buffer): Promise<ServerFigures> {
+  const settings: LoadSettings = {
+    origin: `https://127.0.0.1:${server.port}`,
+    servername: SERVERNAME,
+    ca,
+    connections,
+    durationSeconds,
+    recordBytes,
+    recordsPath: target.recordsPath,
+    headers: target.headers,
+  };
+  console.log(`${server.name}: write workload, ${durationSeconds} s …`);
+  const { result: write, writtenIds } = await writeWorkload(settings, ID_PREFIX);
+  console.log(`${server.name}: ${write.ok.toLocaleString('en-US')} writes acknowledged; read workload, ${durationSeconds} s …`);
+  const read = flags['writes-only'] ? null : await readWorkload(settings, writtenIds);
+  return { write, read, peakRssBytes: server.peakRssBytes() };
+}
+
+async function stopServer(server: ServerProcess): Promise<void> {
+  const how = await server.stop();
+  console.log(`${server.name}: stopped with SIGINT (${how})`);
+  if (how !== 'exit code 0') throw new Error(`${server.name} did not shut down cleanly on SIGINT (${how}); see ${server.logFile}`);
+}
+
+/** What the secure server's audit log and tables hold after the run: proof the work was done. */
+function secureEvidence(figures: ServerFigures): { lines: string[]; ok: boolean } {
+  const db = new SQLite(join(dataDir, 'strongroom.db'), { readonly: true });
+  try {
+    const count = (action: string) =>
+      (db.prepare("SELECT count(*) AS n FROM audit_events WHERE action = ? AND result = 'ok'").get(action) as { n: number }).n;
+    const rows = (table: string) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    const puts = count('record.put');
+    const gets = count('record.get');
+    const ok = puts >= figures.write.ok && gets >= (figures.read?.ok ?? 0);
+    return {
+      ok,
+      lines: [
+        `audit events (ok): record.put ${puts.toLocaleString('en-US')}, record.get ${gets.toLocaleString('en-US')} ` +
+          `(≥ acknowledged writes ${figures.write.ok.toLocaleString('en-US')} and reads ${(figures.read?.ok ?? 0).toLocaleString('en-US')}: ${ok ? 'yes' : 'NO'})`,
+        `rows: records ${rows('records')}, record_versions ${rows('record_versions')}, record_index ${rows('record_index')}, change_log ${rows('change_log')}, audit_events ${rows('audit_events')}`,
+      ],
+    };
+  } finally {
+    db.close();
+  }
+}
+
+async function main(): Promise<number> {
+  const cpus = os.cpus();
+  console.log('Strongroom records benchmark');
+  console.log(`machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`);
+  console.log(
+    `settings: ${connections} keep-alive HTTPS connections, ${durationSeconds} s per workload, ${recordBytes}-byte JSON records (one indexed field), ` +
+      'embedded default (SQLite WAL synchronous=FULL, group commit, local KMS, local-CA TLS), autocannon in this process',
+  );
+  console.log(`data dir: ${dataDir} (removed at exit)${profileDir ? `; CPU profiles: ${profileDir}` : ''}\n`);
+
+  const { tenantId, apiKey } = await createTenant();
+  const secure = await startServerProcess('secure', [...nodeFlags('secure'), CLI, '--data-dir', dataDir, 'serve', '--port', '0'], join(dataDir, 'secure.log'));
+  const ca = readFileSync(join(dataDir, 'tls', 'ca-cert.pem'));
+  const tls = await negotiatedTls(secure.port, ca);
+  const dispatcher = new Agent({ connect: { ca, servername: SERVERNAME } });
+  const secureTarget: Target = {
+    origin: `https://127.0.0.1:${secure.port}`,
+    dispatcher,
+    headers: { authorization: `Bearer ${apiKey}` },
+    recordsPath: `/v1/tenants/${tenantId}/collections/${COLLECTION}/records`,
+  };
+  const declared = await call(secureTarget, 'PUT', `/v1/tenants/${tenantId}/collections/${COLLECTION}`, JSON.stringify({ indexes: [{ field: 'email' }] }));
+  if (declared.status !== 201) throw new Error(`declaring the collection answered ${declared.status}: ${JSON.stringify(declared.json)}`);
+  await probe('secure', secureTarget);
+  console.log(`secure: pid ${secure.pid}, port ${secure.port}, TLS ${tls}`);
+  const secureFigures = await measure(secure, secureTarget, ca);
+  await stopServer(secure);
+  const evidence = secureEvidence(secureFigures);
+
+  const baseline = await startServerProcess('baseline', [...nodeFlags('baseline'), BASELINE, '--data-dir', dataDir, '--port', '0'], join(dataDir, 'baseline.log'));
+  const baselineTarget: Target = { ...secureTarget, origin: `https://127.0.0.1:${baseline.port}` };
+  await probe('baseline', baselineTarget);
+  console.log(`baseline: pid ${baseline.pid}, port ${baseline.port}, TLS ${await negotiatedTls(baseline.port, ca)}`);
+  const baselineFigures = await measure(baseline, baselineTarget, ca);
+  await stopServer(baseline);
+  await dispatcher.close();
+
+  console.log(`\n${comparisonTable(secureFigures, baselineFigures)}\n`);
+  console.log(`${failuresTable({ secure: secureFigures, baseline: baselineFigures })}\n`);
+  console.log(memoryLine(secureFigures, baselineFigures));
+  for (const line of evidence.lines) console.log(line);
+  console.log('\ntargets (issue 2, 2-core machine, load generator included):');
+  for (const line of targetLines(secureFigures, baselineFigures)) console.log(`  ${line}`);
+
+  const bad = badResponses(secureFigures) + badResponses(baselineFigures);
+  if (bad > 0) console.error(`\nFAILED: ${bad} responses were not a verified 2xx (see the table above)`);
+  if (!evidence.ok) console.error('\nFAILED: the audit log holds fewer events than the acknowledged requests');
+  return bad === 0 && evidence.ok ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    cleanup();
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    cleanup();
+    process.exitCode = 1;
+  },
+);
