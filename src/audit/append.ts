@@ -4,7 +4,7 @@ import { chainHash, type AuditEvent } from './chain.js';
 
 /** Appends an event to its tenant's chain inside the caller's transaction; returns its sequence number. */
 export async function appendAuditEvent(tx: Tx, batch: BatchState, event: AuditEvent): Promise<number> {
-  const head = await tenantHead(tx, batch, event.tenantId);
+  const head = tenantHead(batch, event.tenantId);
   const seq = head.auditSeq + 1;
   const hash = chainHash(head.auditHash, seq, event);
   await tx

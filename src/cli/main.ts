@@ -111,9 +111,10 @@ program
     const config = configFrom(globals());
     const core = await openCore(config);
     try {
-      const ids = options.tenant
-        ? [options.tenant]
-        : (await core.db.reader.selectFrom('tenants').select('id').orderBy('id').execute()).map((r) => r.id);
+      let query = core.db.reader.selectFrom('tenants').select('id').orderBy('id');
+      if (options.tenant) query = query.where('id', '=', options.tenant);
+      const ids = (await query.execute()).map((r) => r.id);
+      if (options.tenant && ids.length === 0) throw new StrongroomError('not_found', `no tenant ${options.tenant}`);
       const results = [];
       for (const id of ids) results.push(await verifyAuditChain(core.db.reader, id));
       const ok = results.every((r) => r.ok);

@@ -80,7 +80,7 @@ export async function createApiKey(
     if (Number.isNaN(expiresAt)) throw new BadRequestError('expiresAt must be an RFC 3339 date-time');
     if (expiresAt <= core.now()) throw new BadRequestError('expiresAt must be in the future');
   }
-  return core.committer.submit(async (tx, batch) => {
+  return core.committer.submit(tenantId, async (tx, batch) => {
     const key = await insertApiKey(tx, tenantId, scopes, expiresAt, core.now());
     await auditInTx(tx, batch, core, principal, meta, {
       tenantId,
@@ -100,7 +100,7 @@ export async function listApiKeys(core: Core, principal: Principal, meta: Reques
     .where('tenant_id', '=', tenantId)
     .orderBy('created_at')
     .execute();
-  await core.committer.submit((tx, batch) =>
+  await core.committer.submit(tenantId, (tx, batch) =>
     auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'api_key.list', target: plainTarget('api-keys'), result: 'ok' }),
   );
   return rows.map((r) => ({
@@ -115,7 +115,7 @@ export async function listApiKeys(core: Core, principal: Principal, meta: Reques
 export async function revokeApiKey(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, keyId: string): Promise<void> {
   authorize(principal, 'api_keys.manage', { tenantId });
   if (!API_KEY_ID.test(keyId)) throw new NotFoundError('API key not found');
-  await core.committer.submit(async (tx, batch) => {
+  await core.committer.submit(tenantId, async (tx, batch) => {
     const result = await tx
       .updateTable('api_keys')
       .set({ revoked_at: core.now() })

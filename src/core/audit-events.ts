@@ -63,5 +63,5 @@ export function auditInTx(
 
 /** Audits a read: committed (batched with others) before the caller answers; a failure fails the read. */
 export async function auditRead(core: Core, actor: Actor, meta: RequestMeta, entry: AuditEntry): Promise<void> {
-  await core.committer.submit((tx, batch) => auditInTx(tx, batch, core, actor, meta, entry));
+  await core.committer.submit(entry.tenantId, (tx, batch) => auditInTx(tx, batch, core, actor, meta, entry));
 }

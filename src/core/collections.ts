@@ -60,7 +60,7 @@ export async function declareCollection(
   authorize(principal, 'collections.write', { tenantId });
   checkFormat(name, COLLECTION_NAME, 'collection name');
   const spec = planCollection(core, indexes);
-  return core.committer.submit(async (tx, batch) => {
+  return core.committer.submit(tenantId, async (tx, batch) => {
     const now = core.now();
     const existing = await readSpec(tx, tenantId, name);
     if (existing && !sameSpec(existing, spec)) {

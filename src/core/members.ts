@@ -37,7 +37,7 @@ export async function inviteMember(
   const dataKey = await tenantDataKey(core, tenantId);
   const memberId = `m_${randomId(10)}`;
   const emailEnc = sealRecord(dataKey, emailAad(tenantId, memberId), Buffer.from(request.email.toLowerCase(), 'utf8'));
-  return core.committer.submit(async (tx, batch) => {
+  return core.committer.submit(tenantId, async (tx, batch) => {
     const now = core.now();
     await tx
       .insertInto('members')
@@ -72,7 +72,7 @@ export async function listMembers(core: Core, principal: Principal, meta: Reques
 export async function removeMember(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, memberId: string): Promise<void> {
   authorize(principal, 'members.manage', { tenantId });
   if (!MEMBER_ID.test(memberId)) throw new NotFoundError('member not found');
-  await core.committer.submit(async (tx, batch) => {
+  await core.committer.submit(tenantId, async (tx, batch) => {
     const member = await tx
       .selectFrom('members')
       .select('role')

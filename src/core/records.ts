@@ -121,7 +121,7 @@ export async function putRecord(
   if (plaintext.length > core.limits.maxRecordBytes) {
     throw new BadRequestError(`a record may hold at most ${core.limits.maxRecordBytes} bytes of JSON`);
   }
-  return core.committer.submit(async (tx, batch) => {
+  return core.committer.submit(tenantId, async (tx, batch) => {
     const spec = await requireSpec(tx, tenantId, collection);
     const tokens = indexTokens(spec, keys.fieldKey, data);
     const current = await currentRow(tx, tenantId, collection, recordKey);
@@ -229,7 +229,7 @@ export async function deleteRecord(core: Core, principal: Principal, meta: Reque
   const dataKey = await tenantDataKey(core, tenantId);
   const keys = await collectionKeys(core, tenantId, collection);
   const recordKey = recordKeyFor(keys.idKey, id);
-  return core.committer.submit(async (tx, batch) => {
+  return core.committer.submit(tenantId, async (tx, batch) => {
     const spec = await requireSpec(tx, tenantId, collection);
     const current = await currentRow(tx, tenantId, collection, recordKey);
     if (!current || current.deleted !== 0) throw new NotFoundError('record not found');

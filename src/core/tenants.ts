@@ -29,7 +29,7 @@ export async function createTenant(
   const tenantId = newTenantId();
   const keys = await createTenantKeys(core.kms, tenantId);
   try {
-    const key: NewApiKey = await core.committer.submit(async (tx, batch) => {
+    const key: NewApiKey = await core.committer.submit(tenantId, async (tx, batch) => {
       const now = core.now();
       await tx
         .insertInto('tenants')

@@ -112,7 +112,8 @@ export function planBlindIndex(opts: { bits?: number; expectedRows: number }): {
   assertBits(opts.bits);
   if (opts.bits < min || opts.bits > max) {
     throw new BadRequestError(
-      `a ${opts.bits}-bit blind index over ${rows} rows is unsafe: rows per token C = R / 2^bits must satisfy 2 <= C < sqrt(R); for R = ${rows} use ${min} to ${max} bits`,
+      `a ${opts.bits}-bit blind index over ${rows} rows is unsafe: rows per token C = R / 2^bits must satisfy 2 <= C < sqrt(R), ` +
+        `and here C = ${formatCount(rows / 2 ** opts.bits)}, sqrt(R) = ${formatCount(Math.sqrt(rows))}; for R = ${rows} use ${min} to ${max} bits`,
     );
   }
   return { bits: opts.bits };
@@ -139,6 +140,10 @@ function allowedBits(rows: number): { min: number; max: number } {
     throw new BadRequestError(`no blind index width is safe for ${rows} rows`);
   }
   return { min, max };
+}
+
+function formatCount(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(2);
 }
 
 function assertBits(bits: number): void {

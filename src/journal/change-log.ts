@@ -19,7 +19,7 @@ export interface ChangeEntry {
 
 /** Appends in the caller's transaction, so the entry exists exactly when the change does. */
 export async function appendChange(tx: Tx, batch: BatchState, entry: ChangeEntry): Promise<number> {
-  const head = await tenantHead(tx, batch, entry.tenantId);
+  const head = tenantHead(batch, entry.tenantId);
   const seq = head.changeSeq + 1;
   await tx
     .insertInto('change_log')

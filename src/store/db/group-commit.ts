@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import { loadTenantHeads } from './heads.js';
 import type { Tables } from './tables.js';
 
 export type Tx = Transaction<Tables>;
@@ -15,6 +16,11 @@ export class BatchState {
   private staged = new Map<string, unknown>();
   private readonly flushes = new Map<string, (tx: Tx) => Promise<void>>();
   private stagedFlushes = new Map<string, (tx: Tx) => Promise<void>>();
+
+  /** Sets a value read from the database for the whole batch: nothing to flush, nothing to undo. */
+  prime<T>(key: string, value: T): void {
+    this.committed.set(key, value);
+  }
 
   get<T>(key: string): T | undefined {
     return (this.staged.has(key) ? this.staged.get(key) : this.committed.get(key)) as T | undefined;
@@ -45,6 +51,7 @@ export class BatchState {
 export type BatchOperation<T> = (tx: Tx, batch: BatchState) => Promise<T>;
 
 interface Pending {
+  tenantId: string;
   run: BatchOperation<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
@@ -67,10 +74,11 @@ export class GroupCommitter {
     private readonly maxBatch: number,
   ) {}
 
-  submit<T>(run: BatchOperation<T>): Promise<T> {
+  /** Runs `run` in the next batch; `tenantId` names the tenant whose chain heads it will move. */
+  submit<T>(tenantId: string, run: BatchOperation<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the database is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ tenantId, run, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) {
         this.running = true;
         setImmediate(() => void this.drain());
@@ -98,6 +106,7 @@ export class GroupCommitter {
       const tx = await this.db.startTransaction().execute();
       try {
         const state = new BatchState(this.dialect);
+        await loadTenantHeads(tx, state, [...new Set(batch.map((op) => op.tenantId))].sort());
         for (const op of batch) {
           const savepoint = await tx.savepoint('op').execute();
           try {

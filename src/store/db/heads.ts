@@ -9,29 +9,42 @@ export interface TenantHead {
 
 export const GENESIS_HASH = Buffer.alloc(32);
 
+const headKey = (tenantId: string) => `head:${tenantId}`;
+
 /**
- * Loads a tenant's head once per batch (locking its row on PostgreSQL, so instances that share the
- * database append one at a time) and arranges for it to be written back before the commit.
+ * Loads the heads of every tenant a batch touches, once, at its start. On PostgreSQL their rows are
+ * locked in tenant-id order, so instances sharing the database append to a chain one at a time and
+ * two batches can never deadlock on each other's heads.
  */
-export async function tenantHead(tx: Tx, batch: BatchState, tenantId: string): Promise<TenantHead> {
-  const key = `head:${tenantId}`;
-  const cached = batch.get<TenantHead>(key);
-  if (cached) return cached;
+export async function loadTenantHeads(tx: Tx, batch: BatchState, tenantIds: string[]): Promise<void> {
   let query = tx
     .selectFrom('tenant_heads')
-    .select(['audit_seq', 'audit_hash', 'change_seq'])
-    .where('tenant_id', '=', tenantId);
+    .select(['tenant_id', 'audit_seq', 'audit_hash', 'change_seq'])
+    .where('tenant_id', 'in', tenantIds)
+    .orderBy('tenant_id');
   if (batch.dialect === 'postgres') query = query.forUpdate();
-  const row = await query.executeTakeFirst();
-  const head: TenantHead = row
-    ? { auditSeq: Number(row.audit_seq), auditHash: row.audit_hash, changeSeq: Number(row.change_seq) }
-    : { auditSeq: 0, auditHash: GENESIS_HASH, changeSeq: 0 };
+  const rows = new Map((await query.execute()).map((row) => [row.tenant_id, row]));
+  for (const tenantId of tenantIds) {
+    const row = rows.get(tenantId);
+    batch.prime<TenantHead>(
+      headKey(tenantId),
+      row
+        ? { auditSeq: Number(row.audit_seq), auditHash: row.audit_hash, changeSeq: Number(row.change_seq) }
+        : { auditSeq: 0, auditHash: GENESIS_HASH, changeSeq: 0 },
+    );
+  }
+}
+
+/** The head of a tenant's audit chain and change log as this batch sees it. */
+export function tenantHead(batch: BatchState, tenantId: string): TenantHead {
+  const head = batch.get<TenantHead>(headKey(tenantId));
+  if (!head) throw new Error(`an operation on tenant ${tenantId} was submitted for another tenant`);
   return head;
 }
 
 /** Records a moved head for the rest of the batch and for the write before the commit. */
 export function advanceHead(batch: BatchState, tenantId: string, head: TenantHead): void {
-  batch.set(`head:${tenantId}`, head, async (tx) => {
+  batch.set(headKey(tenantId), head, async (tx) => {
     const values = {
       audit_seq: head.auditSeq,
       audit_hash: head.auditHash,
