@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import tls from 'node:tls';
 import { ensureLocalTls } from '../../src/http/tls/local-ca.js';
 import { tlsPolicy } from '../../src/http/tls/tls-policy.js';
-import { handshake, startHttps, tempDir } from './tls-fixtures.js';
+import { handshake, startHttps } from './tls-fixtures.js';
 
 describe('tlsPolicy on a real HTTPS listener', () => {
   let ca: Buffer;
   let pem: { cert: Buffer; key: Buffer };
 
   before(async () => {
-    const dir = await fs.mkdtemp('/tmp/strongroom-tls-policy-');
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'strongroom-tls-'));
     const files = await ensureLocalTls(dir, { hostnames: ['localhost'] });
     ca = await fs.readFile(files.caCertFile);
     pem = { cert: await fs.readFile(files.certFile), key: await fs.readFile(files.keyFile) };
@@ -81,7 +84,6 @@ describe('tlsPolicy on a real HTTPS listener', () => {
 
   test('a client-initiated TLS 1.2 renegotiation is refused', async (t) => {
     const { port } = await startHttps(t, pem);
-    const tls = await import('node:tls');
     const outcome = await new Promise<Error | null>((resolve, reject) => {
       const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, maxVersion: 'TLSv1.2' }, () => {
         socket.renegotiate({ rejectUnauthorized: true }, (err) => {
@@ -92,8 +94,6 @@ describe('tlsPolicy on a real HTTPS listener', () => {
       socket.on('error', (err) => resolve(err));
       socket.setTimeout(5000, () => reject(new Error('renegotiation neither completed nor failed')));
     });
-    assert.ok(outcome instanceof Error);
+    assert.match(String(outcome?.message), /no renegotiation/);
   });
-
-  void tempDir;
 });

@@ -68,13 +68,3 @@ test('startPostgres runs a throwaway cluster that stop() removes', async () => {
     if (!stopped) await cluster.stop();
   }
 });
-
-test('two clusters run side by side on different ports', async () => {
-  const [a, b] = await Promise.all([startPostgres(), startPostgres()]);
-  try {
-    assert.notEqual(a.port, b.port);
-    assert.notEqual(a.dataDir, b.dataDir);
-  } finally {
-    await Promise.all([a.stop(), b.stop()]);
-  }
-});

@@ -78,11 +78,16 @@ export function watchCertificate(opts: WatchCertificateOptions): { close(): void
     }
   };
 
+  let lastFailure: string | undefined;
   const timer = setInterval(() => {
     try {
       check();
+      lastFailure = undefined;
     } catch (err) {
-      report(err); // e.g. EACCES from stat: keep serving and keep watching
+      // e.g. EACCES from stat: keep serving and keep watching, and say so once.
+      const failure = String(err);
+      if (failure !== lastFailure) report(err);
+      lastFailure = failure;
     }
   }, intervalMs);
   timer.unref();

@@ -1,8 +1,8 @@
 /**
- * @peculiar/x509, loaded after the Reflect metadata shim it needs and bound to node's WebCrypto.
- * Every module of ours that builds certificates imports x509 from here, never from the package.
+ * @peculiar/x509, loaded after the Reflect metadata polyfill its dependency injection needs and
+ * bound to node's WebCrypto. Every module of ours that builds certificates imports x509 from here.
  */
-import './reflect-metadata-shim.js';
+import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
