@@ -1,7 +1,7 @@
 import { blindIndexToken, canonicalIndexValue } from '../crypto/blind-index.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord, type DataKey } from '../crypto/record-cipher.js';
 import { recordKeyFor } from '../crypto/record-key.js';
-import { BadRequestError, NotFoundError, PreconditionFailedError } from '../errors.js';
+import { BadRequestError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors.js';
 import { appendChange } from '../journal/change-log.js';
 import { authorize } from '../policy/authorize.js';
 import type { Tx } from '../store/db/group-commit.js';
@@ -102,6 +102,20 @@ async function currentRow(tx: Tx, tenantId: string, collection: string, recordKe
     .executeTakeFirst();
 }
 
+/** Deeper documents would overflow the stack of JSON.stringify and of the response serializer. */
+const MAX_DEPTH = 100;
+
+/** Refuses documents nested deeper than `max` levels, without recursion. */
+function checkDepth(data: JsonObject, max: number): void {
+  const pending: [unknown, number][] = [[data, 1]];
+  while (pending.length > 0) {
+    const [value, depth] = pending.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > max) throw new BadRequestError(`a record may nest at most ${max} levels`);
+    for (const child of Object.values(value)) pending.push([child, depth + 1]);
+  }
+}
+
 /** Creates or replaces a record. Returns the new version. */
 export async function putRecord(
   core: Core,
@@ -114,12 +128,13 @@ export async function putRecord(
   authorize(principal, 'records.write', address);
   validate(address);
   const { tenantId, collection, id } = address;
+  checkDepth(data, MAX_DEPTH);
   const dataKey = await tenantDataKey(core, tenantId);
   const keys = await collectionKeys(core, tenantId, collection);
   const recordKey = recordKeyFor(keys.idKey, id);
   const plaintext = Buffer.from(JSON.stringify({ id, data } satisfies Envelope), 'utf8');
   if (plaintext.length > core.limits.maxRecordBytes) {
-    throw new BadRequestError(`a record may hold at most ${core.limits.maxRecordBytes} bytes of JSON`);
+    throw new PayloadTooLargeError(`a record may hold at most ${core.limits.maxRecordBytes} bytes of JSON`);
   }
   return core.committer.submit(tenantId, async (tx, batch) => {
     const spec = await requireSpec(tx, tenantId, collection);

@@ -6,7 +6,7 @@ import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Core, Principal } from '../core/context.js';
-import { handleError, handleNotFound } from './errors.js';
+import { handleError, handleFrameworkError, handleNotFound } from './errors.js';
 import { secureContextOptions } from './tls/tls-policy.js';
 import { registerRoutes } from './routes/index.js';
 
@@ -41,6 +41,10 @@ export async function buildApp(options: AppOptions): Promise<HttpsApp> {
     bodyLimit: options.bodyLimitBytes,
     trustProxy: options.trustProxy,
     return503OnClosing: true,
+    // Record ids may be 200 characters, up to 3 bytes each once percent-encoded.
+    routerOptions: { maxParamLength: 600 },
+    // Router errors (bad percent-encoding, over-long segments) get the one JSON error shape too.
+    frameworkErrors: handleFrameworkError,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
   });
   app.decorateRequest('principal', null);

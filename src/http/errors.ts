@@ -67,3 +67,10 @@ export function handleError(error: FastifyError | StrongroomError, request: Fast
 export function handleNotFound(request: FastifyRequest, reply: FastifyReply): void {
   void reply.code(404).send(errorBody('not_found', 'no such route', request.id));
 }
+
+/** Errors the router raises before any route runs. Their messages echo the raw URL, so they are replaced. */
+export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is too long' : 'the URL is not valid';
+  // The app's onSend hooks do not run for these replies: set what they would.
+  void reply.code(400).header('x-request-id', request.id).header('cache-control', 'no-store').send(errorBody('bad_request', message, request.id));
+}

@@ -118,6 +118,7 @@ class LocalKms implements Kms {
     const wrapped = Buffer.allocUnsafe(WRAP_HEADER_LENGTH + IV_LENGTH + plaintextKey.length + TAG_LENGTH);
     wrapped[0] = WRAP_FORMAT;
     wrapped.writeUInt32BE(primary.version, 1);
+    // Random IVs are safe here: a KEK wraps a few data keys, far below GCM's 2^32 random-IV limit.
     const iv = randomBytes(IV_LENGTH);
     iv.copy(wrapped, WRAP_HEADER_LENGTH);
     const cipher = createCipheriv('aes-256-gcm', kek, iv, { authTagLength: TAG_LENGTH });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
-import { runCli, serve } from '../support/cli.js';
+import { runCli, spawnServer } from '../support/cli-process.js';
 import { ensureLocalTls } from '../../src/http/tls/local-ca.js';
 
 const dirs: string[] = [];
@@ -30,13 +30,13 @@ function freePort(): Promise<number> {
 }
 
 describe('configuration', () => {
-  test('config print shows the effective configuration with secrets masked', () => {
+  test('config print shows the effective configuration with secrets masked', async () => {
     const dir = tempDir();
-    const res = runCli(['--data-dir', dir, 'config', 'print'], {
+    const res = await runCli(dir, ['config', 'print'], { env: {
       STRONGROOM_DATABASE__POSTGRES__URL: 'postgres://app:hunter2-secret@db.internal/app',
       STRONGROOM_SERVER__PORT: '9443',
-    });
-    assert.equal(res.status, 0, res.stderr);
+    } });
+    assert.equal(res.code, 0, res.stderr);
     const printed = JSON.parse(res.stdout);
     assert.equal(printed.database.postgres.url, '********');
     assert.equal(printed.server.port, 9443);
@@ -44,27 +44,27 @@ describe('configuration', () => {
     assert.ok(!res.stdout.includes('hunter2'));
   });
 
-  test('an invalid value stops start-up with a message naming the key', () => {
-    const res = runCli(['--data-dir', tempDir(), 'config', 'print'], { STRONGROOM_SERVER__PORT: '99999' });
-    assert.equal(res.status, 2);
+  test('an invalid value stops start-up with a message naming the key', async () => {
+    const res = await runCli(tempDir(), ['config', 'print'], { env: { STRONGROOM_SERVER__PORT: '99999' } });
+    assert.equal(res.code, 2);
     assert.match(res.stderr, /server\.port/);
   });
 
-  test('an unknown key in the configuration file is named', () => {
+  test('an unknown key in the configuration file is named', async () => {
     const dir = tempDir();
     const file = join(dir, 'config.json');
     writeFileSync(file, JSON.stringify({ server: { prot: 8443 } }));
-    const res = runCli(['--config', file, '--data-dir', dir, 'config', 'print']);
-    assert.equal(res.status, 2);
+    const res = await runCli(dir, ['--config', file, 'config', 'print']);
+    assert.equal(res.code, 2);
     assert.match(res.stderr, /server\.prot: unknown key/);
   });
 
-  test('the file is read, and the environment wins over it', () => {
+  test('the file is read, and the environment wins over it', async () => {
     const dir = tempDir();
     const file = join(dir, 'config.json');
     writeFileSync(file, JSON.stringify({ server: { port: 7000, publicHost: 'data.example.com' } }));
-    const res = runCli(['--config', file, '--data-dir', dir, 'config', 'print'], { STRONGROOM_SERVER__PORT: '7001' });
-    assert.equal(res.status, 0, res.stderr);
+    const res = await runCli(dir, ['--config', file, 'config', 'print'], { env: { STRONGROOM_SERVER__PORT: '7001' } });
+    assert.equal(res.code, 0, res.stderr);
     const printed = JSON.parse(res.stdout);
     assert.equal(printed.server.port, 7001);
     assert.equal(printed.server.publicHost, 'data.example.com');
@@ -74,20 +74,21 @@ describe('configuration', () => {
 describe('the embedded default', () => {
   test('serves HTTPS, creates a tenant from the CLI, and round-trips a record with the local CA', async (t) => {
     const dir = tempDir();
-    const created = runCli(['--data-dir', dir, 'tenant', 'create', 'acme', '--json']);
-    assert.equal(created.status, 0, created.stderr);
+    const created = await runCli(dir, ['tenant', 'create', 'acme', '--json']);
+    assert.equal(created.code, 0, created.stderr);
     const lines = created.stdout.trim().split('\n');
     assert.equal(lines.length, 1, 'one JSON object');
     const { tenantId, apiKey } = JSON.parse(lines[0]!);
     assert.match(tenantId, /^t_[a-z2-7]{16}$/);
 
     const httpPort = await freePort();
-    const server = await serve(['--data-dir', dir], { STRONGROOM_SERVER__HTTP_PORT: String(httpPort) });
+    const server = await spawnServer(dir, { env: { STRONGROOM_SERVER__HTTP_PORT: String(httpPort) } });
+    const port = Number(new URL(server.url).port);
     t.after(() => server.stop());
     const ca = readFileSync(join(dir, 'tls', 'ca-cert.pem'));
     const agent = new Agent({ connect: { ca } });
     t.after(() => agent.close());
-    const base = `https://localhost:${server.port}/v1/tenants/${tenantId}`;
+    const base = `https://localhost:${port}/v1/tenants/${tenantId}`;
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     const declared = await request(`${base}/collections/notes`, { method: 'PUT', headers, body: '{"indexes":[]}', dispatcher: agent });
     assert.equal(declared.statusCode, 201, await declared.body.text());
@@ -108,12 +109,12 @@ describe('the embedded default', () => {
       req.end();
     });
     assert.equal(plain.status, 308);
-    assert.equal(plain.location, `https://localhost:${server.port}/v1/tenants/${tenantId}/collections/notes/records/first`);
+    assert.equal(plain.location, `https://localhost:${port}/v1/tenants/${tenantId}/collections/notes/records/first`);
     assert.equal(plain.body, '');
 
     // Plain HTTP spoken to the HTTPS port gets no data either.
     const raw = await new Promise<string>((resolve) => {
-      const socket = createConnectionText(server.port, `GET /v1/tenants/${tenantId}/collections/notes/records/first HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${apiKey}\r\n\r\n`, resolve);
+      const socket = createConnectionText(port, `GET /v1/tenants/${tenantId}/collections/notes/records/first HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${apiKey}\r\n\r\n`, resolve);
       socket.setTimeout(3000, () => socket.destroy());
     });
     assert.ok(!raw.includes('hello'), 'no record data over plain HTTP');
@@ -128,11 +129,12 @@ describe('the embedded default', () => {
 
   test('the first start prints how to trust the CA and make a first call', async (t) => {
     const dir = tempDir();
-    const server = await serve(['--data-dir', dir]);
+    const server = await spawnServer(dir);
+    const port = Number(new URL(server.url).port);
     t.after(() => server.stop());
     await new Promise((r) => setTimeout(r, 300));
-    const out = server.stdout();
-    assert.match(out, new RegExp(`listening https://localhost:${server.port}`));
+    const out = server.stdout.join('');
+    assert.match(out, new RegExp(`listening https://localhost:${port}`));
     assert.ok(out.includes(join(dir, 'tls', 'ca-cert.pem')));
     assert.match(out, /tenant create acme --json/);
     assert.match(out, /curl --cacert/);
@@ -146,14 +148,14 @@ describe('the embedded default', () => {
     const keyFile = join(dir, 'key.pem');
     writeFileSync(certFile, readFileSync(first.certFile));
     writeFileSync(keyFile, readFileSync(first.keyFile));
-    const server = await serve(['--data-dir', join(dir, 'data')], {
-      STRONGROOM_SERVER__TLS__CERT_FILE: certFile,
-      STRONGROOM_SERVER__TLS__KEY_FILE: keyFile,
+    const server = await spawnServer(join(dir, 'data'), {
+      env: { STRONGROOM_SERVER__TLS__CERT_FILE: certFile, STRONGROOM_SERVER__TLS__KEY_FILE: keyFile },
     });
+    const port = Number(new URL(server.url).port);
     t.after(() => server.stop());
     const fingerprint = () =>
       new Promise<string>((resolve, reject) => {
-        const socket = connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', rejectUnauthorized: false }, () => {
+        const socket = connect({ host: '127.0.0.1', port: port, servername: 'localhost', rejectUnauthorized: false }, () => {
           resolve(socket.getPeerX509Certificate()!.fingerprint256);
           socket.end();
         });

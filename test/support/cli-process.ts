@@ -74,9 +74,13 @@ export async function spawnServer(dataDir: string, options: { env?: Record<strin
   const stdout: string[] = [];
   const stderr: string[] = [];
   let exitCode: number | null | undefined;
+  // Last resort if a test dies before its cleanup: never leave a server running.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code) => {
       exitCode = code;
+      process.removeListener('exit', killOnExit);
       resolve();
     });
   });

@@ -86,9 +86,9 @@ export async function databaseFiles(h: Harness): Promise<string[]> {
   return filesUnder(await postgresDataDir());
 }
 
-/** A unique, greppable string made only of characters every id format accepts (letters, digits, `-`). */
+/** A unique, greppable, lower-case string (so e-mail normalisation keeps it as is) that every id format accepts. */
 export function marker(label: string): string {
-  return `MRK-${label}-${randomBytes(8).toString('hex')}`;
+  return `mrk-${label.toLowerCase()}-${randomBytes(8).toString('hex')}`;
 }
 
 /** Readable summary of needles that were found, for assertion messages. */

@@ -1,0 +1,244 @@
+// Invariant 4: no tenant sees another's data, whatever the route, id or role. Every route of the
+// OpenAPI document is called with tenant B's keys (admin, write, read) on tenant A's paths, filled
+// with the real ids of A's objects: each answer is 404 or 403 and carries nothing of A's. Then A's
+// data is checked unchanged, and not one row was added to A's tenant (not even an audit event).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { verifyAuditChain } from '../../src/audit/verify.js';
+import { marker } from '../support/disk-scan.js';
+import { DRIVERS, startHarness, stopPostgres, type Harness, type Response } from '../support/strongroom.js';
+import { tenantRowCounts, type TenantRowCounts } from '../support/tenant-rows.js';
+
+after(stopPostgres);
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const;
+
+/** Routes this release is known to have: the enumeration must find at least these. */
+const KNOWN_ROUTES = [
+  'GET /v1/tenants/{tenantId}',
+  'POST /v1/tenants/{tenantId}/api-keys',
+  'GET /v1/tenants/{tenantId}/api-keys',
+  'DELETE /v1/tenants/{tenantId}/api-keys/{keyId}',
+  'POST /v1/tenants/{tenantId}/members',
+  'GET /v1/tenants/{tenantId}/members',
+  'DELETE /v1/tenants/{tenantId}/members/{memberId}',
+  'PUT /v1/tenants/{tenantId}/collections/{collection}',
+  'PUT /v1/tenants/{tenantId}/collections/{collection}/records/{id}',
+  'GET /v1/tenants/{tenantId}/collections/{collection}/records/{id}',
+  'DELETE /v1/tenants/{tenantId}/collections/{collection}/records/{id}',
+  'GET /v1/tenants/{tenantId}/collections/{collection}/records/{id}/versions',
+  'GET /v1/tenants/{tenantId}/collections/{collection}/records',
+  'GET /v1/tenants/{tenantId}/audit',
+];
+
+/**
+ * A valid body for each write route, so a request cannot stop at validation (400) before it
+ * reaches authorization. A new write route needs an entry here.
+ */
+const BODIES: Record<string, unknown> = {
+  'POST /v1/tenants/{tenantId}/api-keys': { scopes: ['admin'] },
+  'POST /v1/tenants/{tenantId}/members': { email: 'intruder@example.com', role: 'owner' },
+  'PUT /v1/tenants/{tenantId}/collections/{collection}': { indexes: [] },
+  'PUT /v1/tenants/{tenantId}/collections/{collection}/records/{id}': { overwrittenBy: 'tenant B' },
+};
+
+interface TenantFixture {
+  tenantId: string;
+  name: string;
+  apiKey: string;
+  collection: string;
+  /** A record id only this tenant uses, and one both tenants use in their same-named collections. */
+  recordId: string;
+  sharedId: string;
+  body: Record<string, unknown>;
+  sharedBody: Record<string, unknown>;
+  keyId: string;
+  memberId: string;
+  memberEmail: string;
+}
+
+interface Operation {
+  method: string;
+  template: string;
+}
+
+async function setUpTenant(h: Harness, label: string, collection: string, sharedId: string): Promise<TenantFixture> {
+  const name = `isolation ${label}`;
+  const t = await h.tenant(name);
+  const base = `/v1/tenants/${t.tenantId}`;
+  const ok = (res: Response, status: number) => assert.equal(res.status, status, res.text);
+  ok(await h.call('PUT', `${base}/collections/${collection}`, { key: t.apiKey, body: { indexes: [{ field: 'email' }] } }), 201);
+  const recordId = marker(`${label}-id`);
+  const body = { email: `${marker(`${label}-email`)}@example.com`, secret: marker(`${label}-body`), list: [marker(`${label}-nested`)] };
+  ok(await h.call('PUT', `${base}/collections/${collection}/records/${recordId}`, { key: t.apiKey, body }), 201);
+  const sharedBody = { email: 'same@example.com', owner: marker(`${label}-shared`) };
+  ok(await h.call('PUT', `${base}/collections/${collection}/records/${sharedId}`, { key: t.apiKey, body: sharedBody }), 201);
+  const key = await h.call('POST', `${base}/api-keys`, { key: t.apiKey, body: { scopes: ['read'] } });
+  ok(key, 201);
+  const memberEmail = `${marker(`${label}-member`)}@example.com`;
+  const member = await h.call('POST', `${base}/members`, { key: t.apiKey, body: { email: memberEmail, role: 'owner' } });
+  ok(member, 201);
+  return {
+    tenantId: t.tenantId,
+    name,
+    apiKey: t.apiKey,
+    collection,
+    recordId,
+    sharedId,
+    body,
+    sharedBody,
+    keyId: key.json.keyId,
+    memberId: member.json.memberId,
+    memberEmail,
+  };
+}
+
+/** Tenant A's data as its own admin sees it, through the API. */
+async function snapshot(h: Harness, a: TenantFixture) {
+  const base = `/v1/tenants/${a.tenantId}`;
+  const rec = `${base}/collections/${a.collection}/records`;
+  const get = async (path: string) => {
+    const res = await h.call('GET', path, { key: a.apiKey });
+    assert.equal(res.status, 200, `${path}: ${res.text}`);
+    return res.json;
+  };
+  return {
+    tenant: await get(base),
+    record: await get(`${rec}/${a.recordId}`),
+    shared: await get(`${rec}/${a.sharedId}`),
+    versions: await get(`${rec}/${a.recordId}/versions`),
+    list: await get(`${rec}?limit=100`),
+    byEmail: await get(`${rec}?where.email=${encodeURIComponent(a.body.email as string)}`),
+    apiKeys: await get(`${base}/api-keys`),
+    members: await get(`${base}/members`),
+  };
+}
+
+for (const driver of DRIVERS) {
+  describe(`tenant isolation on ${driver}`, () => {
+    let h: Harness;
+    let a: TenantFixture;
+    let b: TenantFixture;
+    let bKeys: Record<'admin' | 'write' | 'read', string>;
+    let operations: Operation[];
+    let aRowsBefore: TenantRowCounts;
+    let aBefore: Awaited<ReturnType<typeof snapshot>>;
+
+    before(async () => {
+      h = await startHarness(driver);
+      // B uses the same collection name and one same record id as A: names are per tenant, never shared.
+      const collection = `shared-${marker('c').slice(-8)}`;
+      const sharedId = marker('shared-id');
+      a = await setUpTenant(h, 'alpha', collection, sharedId);
+      b = await setUpTenant(h, 'bravo', collection, sharedId);
+      const bKey = async (scopes: string[]) => {
+        const res = await h.call('POST', `/v1/tenants/${b.tenantId}/api-keys`, { key: b.apiKey, body: { scopes } });
+        assert.equal(res.status, 201, res.text);
+        return res.json.apiKey as string;
+      };
+      bKeys = { admin: b.apiKey, write: await bKey(['write']), read: await bKey(['read']) };
+
+      const doc = await h.call('GET', '/v1/openapi.json');
+      assert.equal(doc.status, 200, doc.text);
+      operations = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([template, item]) =>
+        METHODS.filter((m) => item[m] !== undefined).map((m) => ({ method: m.toUpperCase(), template })),
+      );
+      aBefore = await snapshot(h, a);
+      aRowsBefore = await tenantRowCounts(h, a.tenantId);
+    });
+    after(() => h.close());
+
+    test('the OpenAPI enumeration finds every route known to exist', () => {
+      const found = operations.map((o) => `${o.method} ${o.template}`);
+      for (const route of KNOWN_ROUTES) assert.ok(found.includes(route), `${route} is in the OpenAPI document (found: ${found.join(', ')})`);
+    });
+
+    /** A's values that must never reach B. */
+    const secretsOfA = () => [
+      a.tenantId,
+      a.name,
+      a.keyId,
+      a.memberId,
+      a.recordId,
+      a.sharedBody.owner as string,
+      a.memberEmail,
+      a.body.email as string,
+      a.body.secret as string,
+      (a.body.list as string[])[0]!,
+    ];
+
+    /** A's path for a route template, filled with the real ids of A's objects. */
+    const pathOfA = (template: string, recordId = a.recordId): string =>
+      template.replace(/\{([^}]+)\}/g, (_, name: string) => {
+        const values: Record<string, string> = {
+          tenantId: a.tenantId,
+          collection: a.collection,
+          id: recordId,
+          keyId: a.keyId,
+          memberId: a.memberId,
+        };
+        const value = values[name];
+        assert.ok(value !== undefined, `no value of tenant A for the path parameter {${name}} of ${template}: teach this test`);
+        return encodeURIComponent(value);
+      });
+
+    for (const role of ['admin', 'write', 'read'] as const) {
+      test(`tenant B's ${role} key gets 404 or 403, and nothing of A's, on every route of tenant A`, async () => {
+        assert.ok(operations.length >= KNOWN_ROUTES.length);
+        for (const { method, template } of operations) {
+          const route = `${method} ${template}`;
+          const paths = [pathOfA(template)];
+          if (template.includes('{id}')) paths.push(pathOfA(template, a.sharedId));
+          if (template.endsWith('/records')) paths.push(`${paths[0]}?where.email=${encodeURIComponent(a.body.email as string)}`, `${paths[0]}?limit=500`);
+          if (template.endsWith('/audit')) paths.push(`${paths[0]}?limit=500`);
+          for (const path of paths) {
+            const res = await h.call(method, path, { key: bKeys[role], body: BODIES[route] });
+            assert.ok([403, 404].includes(res.status), `${route} (${path}) with B's ${role} key: ${res.status} ${res.text}`);
+            assert.equal(typeof res.json?.error?.code, 'string', `${route}: the JSON error shape`);
+            assert.equal(res.headers.etag, undefined, `${route}: no ETag of A's record`);
+            const leaked = secretsOfA().filter((s) => res.text.includes(s) || JSON.stringify(res.headers).includes(s));
+            assert.deepEqual(leaked, [], `${route} (${path}) answered B with A's data`);
+          }
+        }
+      });
+    }
+
+    test('without a credential every route of tenant A answers 401 with nothing of A', async () => {
+      for (const { method, template } of operations) {
+        const res = await h.call(method, pathOfA(template), { body: BODIES[`${method} ${template}`] });
+        assert.equal(res.status, 401, `${method} ${template}: ${res.text}`);
+        assert.deepEqual(secretsOfA().filter((s) => res.text.includes(s)), []);
+      }
+    });
+
+    test("under its own tenant, B's same collection name and record id hold B's record, not A's", async () => {
+      const res = await h.call('GET', `/v1/tenants/${b.tenantId}/collections/${b.collection}/records/${b.sharedId}`, { key: b.apiKey });
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.json.data, b.sharedBody);
+      const byAEmail = await h.call('GET', `/v1/tenants/${b.tenantId}/collections/${b.collection}/records?where.email=${encodeURIComponent(a.body.email as string)}`, { key: b.apiKey });
+      assert.equal(byAEmail.status, 200, byAEmail.text);
+      assert.deepEqual(byAEmail.json.records, [], "a query for A's indexed value finds nothing in B's collection");
+      const members = await h.call('GET', `/v1/tenants/${b.tenantId}/members`, { key: b.apiKey });
+      assert.deepEqual(secretsOfA().filter((s) => members.text.includes(s)), []);
+      const audit = await h.call('GET', `/v1/tenants/${b.tenantId}/audit?limit=1000`, { key: b.apiKey });
+      assert.equal(audit.status, 200);
+      assert.deepEqual(secretsOfA().filter((s) => audit.text.includes(s)), [], "B's audit log holds nothing of A's");
+      // Last: B's own lookup of A's id is audited in B's log, with the id B asked for.
+      const aOnly = await h.call('GET', `/v1/tenants/${b.tenantId}/collections/${b.collection}/records/${a.recordId}`, { key: b.apiKey });
+      assert.equal(aOnly.status, 404, "A's record id names nothing in B's collection");
+    });
+
+    test("after all of B's attempts, A's data is unchanged and not one row was added to A's tenant", async () => {
+      // Counted first: reading A's data through the API appends A's own audit events.
+      assert.deepEqual(await tenantRowCounts(h, a.tenantId), aRowsBefore, "rows of A's tenant, by table");
+      const verification = await verifyAuditChain(h.core.db.reader, a.tenantId);
+      assert.ok(verification.ok, `A's audit chain verifies: ${JSON.stringify(verification)}`);
+      const aAfter = await snapshot(h, a);
+      assert.deepEqual(aAfter, aBefore);
+      assert.deepEqual(aAfter.record.data, a.body);
+      assert.deepEqual(aAfter.shared.data, a.sharedBody);
+      assert.ok(aAfter.apiKeys.apiKeys.every((k: { revokedAt: string | null }) => k.revokedAt === null), "none of A's keys was revoked");
+      assert.ok(aAfter.members.members.some((m: { memberId: string }) => m.memberId === a.memberId), "A's member is still there");
+    });
+  });
+}
