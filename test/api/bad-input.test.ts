@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { Agent } from 'undici';
 import { collectionKeys } from '../../src/core/tenant-keys.js';
 import { recordKeyFor } from '../../src/crypto/record-key.js';
-import { DRIVERS, startHarness, stopPostgres, type CallOptions, type Harness, type Response } from '../support/strongroom.js';
+import { DRIVERS, readResponse, startHarness, stopPostgres, type CallOptions, type Harness, type Response } from '../support/strongroom.js';
 import { tenantRowCounts } from '../support/tenant-rows.js';
 
 after(stopPostgres);
@@ -394,21 +394,9 @@ for (const driver of DRIVERS) {
 
     /** A request without URL normalisation, so hostile paths reach the server as generated. */
     async function send(method: 'GET' | 'PUT' | 'DELETE', path: string, options: { headers?: Record<string, string>; body?: string } = {}): Promise<Response> {
-      const res = await raw.request({
-        origin: h.url,
-        path,
-        method,
-        headers: { authorization: `Bearer ${key}`, ...options.headers },
-        body: options.body,
-      });
-      const text = await res.body.text();
-      let json: unknown;
-      try {
-        json = text ? JSON.parse(text) : undefined;
-      } catch {
-        json = undefined;
-      }
-      return { status: res.statusCode, headers: res.headers, text, json };
+      return readResponse(
+        await raw.request({ origin: h.url, path, method, headers: { authorization: `Bearer ${key}`, ...options.headers }, body: options.body }),
+      );
     }
 
     /** The server's error log line for a response, for the evidence of a 5xx. */

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Core } from '../../src/core/context.js';
@@ -43,6 +43,18 @@ export interface Response {
   text: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
+}
+
+/** Reads a whole response; `json` is undefined when the body is not JSON. */
+export async function readResponse(res: Dispatcher.ResponseData): Promise<Response> {
+  const text = await res.body.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers, text, json };
 }
 
 export interface CallOptions {
@@ -106,15 +118,7 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
         body = JSON.stringify(options.body);
         headers['content-type'] ??= 'application/json';
       }
-      const res = await request(`${base}${path}`, { method: method as 'GET', headers, body, dispatcher: agent });
-      const text = await res.body.text();
-      let json: unknown;
-      try {
-        json = text ? JSON.parse(text) : undefined;
-      } catch {
-        json = undefined;
-      }
-      return { status: res.statusCode, headers: res.headers, text, json };
+      return readResponse(await request(`${base}${path}`, { method: method as 'GET', headers, body, dispatcher: agent }));
     },
     async tenant(name = 'acme') {
       const created = await createTenant(core, { kind: 'operator', name: 'test' }, { requestId: 'test', sourceIp: 'local' }, name);
