@@ -49,7 +49,7 @@ app.put<{ Params: RecordParams; Body: unknown }>(path, async (request, reply) =>
   const data = request.body;
   const body = Buffer.from(JSON.stringify(data), 'utf8');
   const recordKey = Buffer.from(id, 'utf8');
-  const view = await committer.submit(async (tx) => {
+  const view = await committer.submit(TENANT, async (tx) => {
     const current = await tx
       .selectFrom('records')
       .select(['version', 'created_at'])

@@ -18,9 +18,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { Agent, request } from 'undici';
-import { badResponses, comparisonTable, failuresTable, memoryLine, targetLines, type ServerFigures } from './support/report.js';
+import { badResponses, comparisonTable, cpuTable, failuresTable, interferenceWarning, memoryLine, targetLines, type ServerFigures } from './support/report.js';
+import { aesGcmRate, fsyncRate, machineBusySeconds } from './support/machine.js';
 import { killAllServers, startServerProcess, type ServerProcess } from './support/server-process.js';
-import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings } from './support/workloads.js';
+import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings, type WorkloadResult } from './support/workloads.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../src/cli/main.js');
@@ -29,26 +30,41 @@ const SERVERNAME = 'localhost';
 const COLLECTION = 'bench';
 const ID_PREFIX = 'r';
 
-const { values: flags } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '64' },
-    'record-bytes': { type: 'string', default: '1024' },
-    'writes-only': { type: 'boolean', default: false },
-    'cpu-prof-dir': { type: 'string' },
-  },
-});
+const USAGE = 'usage: node dist/bench/records.js [--duration SECONDS] [--connections N] [--record-bytes N] [--writes-only] [--cpu-prof-dir DIR]';
 
 function positiveInt(name: string, raw: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
   return n;
 }
 
-const durationSeconds = positiveInt('duration', flags.duration);
-const connections = positiveInt('connections', flags.connections);
-const recordBytes = positiveInt('record-bytes', flags['record-bytes']);
-const profileDir = flags['cpu-prof-dir'] ? resolve(flags['cpu-prof-dir']) : undefined;
+function parseFlags() {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '64' },
+      'record-bytes': { type: 'string', default: '1024' },
+      'writes-only': { type: 'boolean', default: false },
+      'cpu-prof-dir': { type: 'string' },
+    },
+  });
+  return {
+    durationSeconds: positiveInt('duration', values.duration),
+    connections: positiveInt('connections', values.connections),
+    recordBytes: positiveInt('record-bytes', values['record-bytes']),
+    writesOnly: values['writes-only'],
+    profileDir: values['cpu-prof-dir'] ? resolve(values['cpu-prof-dir']) : undefined,
+  };
+}
+
+let flags: ReturnType<typeof parseFlags>;
+try {
+  flags = parseFlags();
+} catch (error) {
+  console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+  process.exit(2);
+}
+const { durationSeconds, connections, recordBytes, profileDir } = flags;
 const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []);
 
 const dataDir = mkdtempSync(join(os.tmpdir(), 'strongroom-bench-'));
@@ -127,10 +143,34 @@ async function measure(server: ServerProcess, target: Target, ca: Buffer): Promi
     headers: target.headers,
   };
   console.log(`${server.name}: write workload, ${durationSeconds} s …`);
-  const { result: write, writtenIds } = await writeWorkload(settings, ID_PREFIX);
-  console.log(`${server.name}: ${write.ok.toLocaleString('en-US')} writes acknowledged; read workload, ${durationSeconds} s …`);
-  const read = flags['writes-only'] ? null : await readWorkload(settings, writtenIds);
+  const { result: write, writtenIds } = await observed(server, () => writeWorkload(settings, ID_PREFIX));
+  console.log(`${server.name}: ${write.ok.toLocaleString('en-US')} writes acknowledged`);
+  if (flags.writesOnly) return { write, read: null, peakRssBytes: server.peakRssBytes() };
+  console.log(`${server.name}: read workload, ${durationSeconds} s …`);
+  const { result: read } = await observed(server, async () => ({ result: await readWorkload(settings, writtenIds) }));
   return { write, read, peakRssBytes: server.peakRssBytes() };
+}
+
+/** Runs a workload and notes the CPU both sides used and how loaded the machine was. */
+async function observed<T extends { result: WorkloadResult }>(server: ServerProcess, run: () => Promise<T>): Promise<T> {
+  const machineBefore = machineBusySeconds();
+  const serverBefore = server.cpuSeconds();
+  const selfBefore = process.cpuUsage();
+  const outcome = await run();
+  const self = process.cpuUsage(selfBefore);
+  const serverAfter = server.cpuSeconds();
+  const machineAfter = machineBusySeconds();
+  const selfSeconds = (self.user + self.system) / 1e6;
+  const serverSeconds = serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore;
+  outcome.result.conditions = {
+    serverCpuSeconds: serverSeconds,
+    loadGeneratorCpuSeconds: selfSeconds,
+    otherCpuSeconds:
+      machineBefore === null || machineAfter === null || serverSeconds === null
+        ? null
+        : Math.max(0, machineAfter - machineBefore - serverSeconds - selfSeconds),
+  };
+  return outcome;
 }
 
 async function stopServer(server: ServerProcess): Promise<void> {
@@ -170,6 +210,10 @@ async function main(): Promise<number> {
     `settings: ${connections} keep-alive HTTPS connections, ${durationSeconds} s per workload, ${recordBytes}-byte JSON records (one indexed field), ` +
       'embedded default (SQLite WAL synchronous=FULL, group commit, local KMS, local-CA TLS), autocannon in this process',
   );
+  console.log(
+    `machine speed: AES-256-GCM 1 KiB ${Math.round(aesGcmRate()).toLocaleString('en-US')}/s on one core (DESIGN.md: ~195k/s); ` +
+      `fdatasync (4 KiB) in the data dir ${Math.round(fsyncRate(dataDir)).toLocaleString('en-US')}/s; loadavg ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+  );
   console.log(`data dir: ${dataDir} (removed at exit)${profileDir ? `; CPU profiles: ${profileDir}` : ''}\n`);
 
   const { tenantId, apiKey } = await createTenant();
@@ -201,6 +245,9 @@ async function main(): Promise<number> {
 
   console.log(`\n${comparisonTable(secureFigures, baselineFigures)}\n`);
   console.log(`${failuresTable({ secure: secureFigures, baseline: baselineFigures })}\n`);
+  console.log(cpuTable({ secure: secureFigures, baseline: baselineFigures }));
+  const warning = interferenceWarning({ secure: secureFigures, baseline: baselineFigures });
+  console.log(warning ? `${warning}\n` : '');
   console.log(memoryLine(secureFigures, baselineFigures));
   for (const line of evidence.lines) console.log(line);
   console.log('\ntargets (issue 2, 2-core machine, load generator included):');

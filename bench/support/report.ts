@@ -54,6 +54,40 @@ export function failuresTable(figures: Record<string, ServerFigures>): string {
   return table(['run', '2xx ok', 'non-2xx', 'wrong body', 'errors', 'timeouts', 'status codes'], rows);
 }
 
+/** Where the CPU went: per operation on the server, and how busy each side was (100% = one core). */
+export function cpuTable(figures: Record<string, ServerFigures>): string {
+  const rows: string[][] = [];
+  for (const [server, f] of Object.entries(figures)) {
+    for (const r of [f.write, f.read]) {
+      const c = r?.conditions;
+      if (!r || !c) continue;
+      const serverCpu = c.serverCpuSeconds;
+      rows.push([
+        `${server} ${r.workload}`,
+        serverCpu === null ? 'n/a' : `${Math.round((serverCpu * 1e6) / Math.max(r.ok, 1))} µs`,
+        serverCpu === null ? 'n/a' : `${Math.round((serverCpu / r.durationSeconds) * 100)}%`,
+        `${Math.round((c.loadGeneratorCpuSeconds / r.durationSeconds) * 100)}%`,
+        c.otherCpuSeconds === null ? 'n/a' : `${Math.round((c.otherCpuSeconds / r.durationSeconds) * 100)}%`,
+      ]);
+    }
+  }
+  return table(['run', 'server CPU/op', 'server CPU', 'load-generator CPU', 'other processes CPU'], rows);
+}
+
+/** A warning when other processes used more than a fifth of a core during any workload; null otherwise. */
+export function interferenceWarning(figures: Record<string, ServerFigures>): string | null {
+  const disturbed: string[] = [];
+  for (const [server, f] of Object.entries(figures)) {
+    for (const r of [f.write, f.read]) {
+      const other = r?.conditions?.otherCpuSeconds;
+      if (r && other != null && other / r.durationSeconds > 0.2) disturbed.push(`${server} ${r.workload} (${Math.round((other / r.durationSeconds) * 100)}%)`);
+    }
+  }
+  return disturbed.length === 0
+    ? null
+    : `WARNING: other processes took CPU during ${disturbed.join(', ')}: those figures understate this code; rerun on a quiet machine`;
+}
+
 /** Any response that was not a verified 2xx; the benchmark fails if this is not zero. */
 export function badResponses(f: ServerFigures): number {
   return [f.write, f.read].reduce((sum, r) => (r ? sum + r.non2xx + r.wrongBodies + r.errors + r.timeouts : sum), 0);

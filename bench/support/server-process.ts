@@ -13,12 +13,16 @@ export interface ServerProcess {
   readonly logFile: string;
   /** Peak resident set size (VmHWM) so far, in bytes; null where /proc is not available. */
   peakRssBytes(): number | null;
+  /** CPU time (user + system, all threads) used so far, in seconds; null where /proc is not available. */
+  cpuSeconds(): number | null;
   /** SIGINT, then waits for the exit; SIGKILL after `graceMs`. Resolves to how it ended. */
   stop(graceMs?: number): Promise<string>;
 }
 
 const LISTENING = /^listening https:\/\/(?:\[[^\]]+\]|[^\s:/]+):(\d+)$/;
 const START_TIMEOUT_MS = 60_000;
+/** USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux build that matters here. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /** Every child still running; killed on any exit of the benchmark, normal or not. */
 const running = new Set<ChildProcess>();
@@ -88,6 +92,16 @@ export async function startServerProcess(name: string, args: string[], logFile: 
       try {
         const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
         return match ? Number(match[1]) * 1024 : null;
+      } catch {
+        return null;
+      }
+    },
+    cpuSeconds() {
+      try {
+        // Fields after the parenthesised command name: state is 3rd, utime 14th, stime 15th.
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
       } catch {
         return null;
       }

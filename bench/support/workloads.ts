@@ -29,6 +29,17 @@ export interface WorkloadResult {
   errors: number;
   timeouts: number;
   statusCodes: Record<string, number>;
+  /** What the machine did meanwhile; filled in by the caller, who sees the server process. */
+  conditions?: RunConditions;
+}
+
+export interface RunConditions {
+  /** CPU seconds every other process on the machine used meanwhile (a shared machine shows here); null without /proc. */
+  otherCpuSeconds: number | null;
+  /** CPU seconds the server process used during the workload; null without /proc. */
+  serverCpuSeconds: number | null;
+  /** CPU seconds this process (the load generator) used during the workload. */
+  loadGeneratorCpuSeconds: number;
 }
 
 let active: autocannon.Instance | undefined;
