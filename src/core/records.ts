@@ -6,7 +6,7 @@ import { appendChange } from '../journal/change-log.js';
 import { authorize } from '../policy/authorize.js';
 import type { Tx } from '../store/db/group-commit.js';
 import type { Core, Principal, RequestMeta } from './context.js';
-import { auditInTx, auditRead, sealedTarget, type AuditEntry } from './audit-events.js';
+import { auditInTx, auditRead, sealedTarget } from './audit-events.js';
 import { requireSpec, type CollectionSpec } from './collections.js';
 import { COLLECTION_NAME, RECORD_ID, checkFormat } from './ids.js';
 import { collectionKeys, tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
@@ -201,11 +201,10 @@ async function writeIndex(
   }
 }
 
-/** Audits a read of a record, whatever its outcome, before the caller answers. */
-async function auditRecordRead(core: Core, principal: Principal, meta: RequestMeta, dataKey: DataKey, address: Address, action: string, result: AuditEntry['result']) {
-  await auditRead(core, principal, meta, { tenantId: address.tenantId, action, target: recordTarget(dataKey, address), result });
-}
-
+/**
+ * Reads a record and audits the read in one group-committed operation: the read sees exactly what
+ * is committed with its audit event, on the connection whose cache the writes keep warm.
+ */
 export async function getRecord(core: Core, principal: Principal, meta: RequestMeta, address: Address): Promise<RecordView> {
   authorize(principal, 'records.read', address);
   validate(address);
@@ -213,20 +212,26 @@ export async function getRecord(core: Core, principal: Principal, meta: RequestM
   const dataKey = await tenantDataKey(core, tenantId);
   const keys = await collectionKeys(core, tenantId, collection);
   const recordKey = recordKeyFor(keys.idKey, id);
-  const row = await core.db.reader
-    .selectFrom('records')
-    .select(['version', 'body', 'deleted', 'created_at', 'updated_at'])
-    .where('tenant_id', '=', tenantId)
-    .where('collection', '=', collection)
-    .where('record_key', '=', recordKey)
-    .executeTakeFirst();
-  if (!row || row.deleted !== 0) {
-    await auditRecordRead(core, principal, meta, dataKey, address, 'record.get', 'not_found');
-    throw new NotFoundError('record not found');
-  }
+  const row = await core.committer.submit(tenantId, async (tx, batch) => {
+    const found = await tx
+      .selectFrom('records')
+      .select(['version', 'body', 'deleted', 'created_at', 'updated_at'])
+      .where('tenant_id', '=', tenantId)
+      .where('collection', '=', collection)
+      .where('record_key', '=', recordKey)
+      .executeTakeFirst();
+    const live = found && found.deleted === 0 ? found : undefined;
+    await auditInTx(tx, batch, core, principal, meta, {
+      tenantId,
+      action: 'record.get',
+      target: recordTarget(dataKey, address),
+      result: live ? 'ok' : 'not_found',
+    });
+    return live;
+  });
+  if (!row) throw new NotFoundError('record not found');
   const version = Number(row.version);
   const envelope = await open(core, tenantId, collection, recordKey, version, row.body);
-  await auditRecordRead(core, principal, meta, dataKey, address, 'record.get', 'ok');
   return {
     id,
     version,
@@ -407,7 +412,7 @@ export async function listRecordVersions(
     .orderBy('version', 'desc')
     .limit(core.limits.maxPageSize)
     .execute();
-  await auditRecordRead(core, principal, meta, dataKey, address, 'record.versions', rows.length ? 'ok' : 'not_found');
+  await auditRead(core, principal, meta, { tenantId, action: 'record.versions', target: recordTarget(dataKey, address), result: rows.length ? 'ok' : 'not_found' });
   if (rows.length === 0) throw new NotFoundError('record not found');
   const versions: RecordVersionView[] = [];
   for (const row of rows) {

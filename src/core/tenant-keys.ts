@@ -72,11 +72,19 @@ export async function tenantDataKeyById(core: Core, tenantId: string, keyId: num
   return { id: keyId, key: Buffer.from(lent) };
 }
 
-/** The key under which a collection's record ids are hashed, derived from the tenant's index key. */
+/**
+ * The keys of a collection, derived from the tenant's index key: one hashes record ids, one per
+ * field makes blind-index tokens. Derivations are cached with the index key in the keyring.
+ */
 export async function collectionKeys(core: Core, tenantId: string, collection: string) {
   const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID);
+  const derive = (field: string) =>
+    core.keyring.derivedSync(tenantId, INDEX_KEY_ID, `${collection}\u0000${field}`, (key) => deriveIndexKey(key, collection, field)) ??
+    deriveIndexKey(root, collection, field);
   return {
-    idKey: deriveIndexKey(root, collection, '$id'),
-    fieldKey: (field: string) => deriveIndexKey(root, collection, field),
+    // A copy: callers hold the id key across awaits.
+    idKey: Buffer.from(derive('$id')),
+    /** Lent: use it synchronously. */
+    fieldKey: derive,
   };
 }

@@ -21,6 +21,8 @@ interface CachedKey {
   tenantId: string;
   key: Buffer;
   expiresAt: number;
+  /** Keys derived from this one (index keys, say), kept and wiped with it. */
+  derived?: Map<string, Buffer>;
 }
 
 /**
@@ -69,6 +71,25 @@ export class Keyring {
     return entry.key;
   }
 
+  /**
+   * A key derived from a cached key, computed once per cache entry and dropped with it; undefined
+   * when the key itself is not cached. Lent like the key: use it synchronously.
+   */
+  derivedSync(tenantId: string, keyId: number, label: string, derive: (key: Buffer) => Buffer): Buffer | undefined {
+    const key = this.getSync(tenantId, keyId);
+    const entry = key === undefined ? undefined : this.cached.get(slotOf(tenantId, keyId));
+    if (entry === undefined) {
+      return undefined;
+    }
+    entry.derived ??= new Map();
+    let derived = entry.derived.get(label);
+    if (derived === undefined) {
+      derived = derive(entry.key);
+      entry.derived.set(label, derived);
+    }
+    return derived;
+  }
+
   /** The key from the cache, or unwrapped through the KMS once however many callers ask at the same time. */
   get(tenantId: string, keyId: number): Promise<Buffer> {
     const hit = this.getSync(tenantId, keyId);
@@ -92,7 +113,7 @@ export class Keyring {
   evictTenant(tenantId: string): void {
     for (const [slot, entry] of this.cached) {
       if (entry.tenantId === tenantId) {
-        entry.key.fill(0);
+        wipe(entry);
         this.cached.delete(slot);
       }
     }
@@ -106,7 +127,7 @@ export class Keyring {
   /** Drops and zero-fills every cached key (shutdown). */
   clear(): void {
     for (const entry of this.cached.values()) {
-      entry.key.fill(0);
+      wipe(entry);
     }
     this.cached.clear();
     this.pending.clear();
@@ -147,6 +168,11 @@ export class Keyring {
       this.cached.delete(oldest.value);
     }
   }
+}
+
+function wipe(entry: CachedKey): void {
+  entry.key.fill(0);
+  entry.derived?.forEach((derived) => derived.fill(0));
 }
 
 /** The tenant id cannot end the slot early: the key id after the last NUL is decimal digits only. */

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Core, Principal } from '../core/context.js';
 import { handleError, handleFrameworkError, handleNotFound } from './errors.js';
+import { SECURITY_HEADERS } from './security-headers.js';
 import { secureContextOptions } from './tls/tls-policy.js';
 import { registerRoutes } from './routes/index.js';
 
@@ -24,8 +24,6 @@ export interface AppOptions {
   trustProxy: boolean;
   publicUrl: string;
 }
-
-const ONE_YEAR = 31_536_000;
 
 /** The HTTPS API: TLS policy, security headers, request ids, one error shape, OpenAPI, routes. */
 export type HttpsApp = FastifyInstance<HttpsServer, IncomingMessage, ServerResponse, Logger>;
@@ -51,15 +49,9 @@ export async function buildApp(options: AppOptions): Promise<HttpsApp> {
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
 
-  await app.register(helmet, {
-    hsts: { maxAge: ONE_YEAR, includeSubDomains: true },
-    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    referrerPolicy: { policy: 'no-referrer' },
-    crossOriginResourcePolicy: { policy: 'same-origin' },
-  });
   app.addHook('onSend', async (request, reply) => {
+    void reply.headers(SECURITY_HEADERS);
     void reply.header('x-request-id', request.id);
-    void reply.header('cache-control', 'no-store');
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { StrongroomError, type ErrorCode } from '../errors.js';
+import { SECURITY_HEADERS } from './security-headers.js';
 
 /** The one place an error code becomes an HTTP status. */
 const STATUS: Record<ErrorCode, number> = {
@@ -72,5 +73,5 @@ export function handleNotFound(request: FastifyRequest, reply: FastifyReply): vo
 export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is too long' : 'the URL is not valid';
   // The app's onSend hooks do not run for these replies: set what they would.
-  void reply.code(400).header('x-request-id', request.id).header('cache-control', 'no-store').send(errorBody('bad_request', message, request.id));
+  void reply.code(400).headers(SECURITY_HEADERS).header('x-request-id', request.id).send(errorBody('bad_request', message, request.id));
 }
