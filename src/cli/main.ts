@@ -2,13 +2,12 @@
 import { relative } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { maskedConfig } from '../config/load.js';
-import { openCore } from '../core/open-core.js';
-import { createTenant } from '../core/tenants.js';
-import { verifyAuditChain } from '../audit/verify.js';
 import { StrongroomError } from '../errors.js';
-import { startServer } from '../http/server.js';
-import { createLogger } from '../log.js';
 import { configFrom, prepareDataDir, type GlobalOptions } from './runtime.js';
+
+// The server, the database drivers and the KMS load only for the commands that use them.
+const openCore = async (...args: Parameters<typeof import('../core/open-core.js').openCore>) =>
+  (await import('../core/open-core.js')).openCore(...args);
 
 // Everything this process creates (database, keys, certificates) is private to its user.
 process.umask(0o077);
@@ -37,6 +36,8 @@ program
   .action(async (options: { port?: number }) => {
     const config = configFrom(globals(), options.port);
     await prepareDataDir(config);
+    const { createLogger } = await import('../log.js');
+    const { startServer } = await import('../http/server.js');
     const logger = createLogger(config.log.level, process.stderr);
     const core = await openCore(config);
     const server = await startServer(config, core, logger);
@@ -83,6 +84,7 @@ tenant
     await prepareDataDir(config);
     const core = await openCore(config);
     try {
+      const { createTenant } = await import('../core/tenants.js');
       const created = await createTenant(core, OPERATOR, CLI_META, name);
       if (options.json) console.log(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
       else console.log(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
@@ -115,6 +117,7 @@ program
       if (options.tenant) query = query.where('id', '=', options.tenant);
       const ids = (await query.execute()).map((r) => r.id);
       if (options.tenant && ids.length === 0) throw new StrongroomError('not_found', `no tenant ${options.tenant}`);
+      const { verifyAuditChain } = await import('../audit/verify.js');
       const results = [];
       for (const id of ids) results.push(await verifyAuditChain(core.db.reader, id));
       const ok = results.every((r) => r.ok);
