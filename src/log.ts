@@ -30,3 +30,8 @@ export const REDACT_PATHS = [
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'strongroom' } }, destination);
 }
+
+/** Standard error, written asynchronously so a log line never holds up a request; flushed at exit. */
+export function stderrDestination(): DestinationStream {
+  return pino.destination({ dest: 2, sync: false });
+}

@@ -36,9 +36,9 @@ program
   .action(async (options: { port?: number }) => {
     const config = configFrom(globals(), options.port);
     await prepareDataDir(config);
-    const { createLogger } = await import('../log.js');
+    const { createLogger, stderrDestination } = await import('../log.js');
     const { startServer } = await import('../http/server.js');
-    const logger = createLogger(config.log.level, process.stderr);
+    const logger = createLogger(config.log.level, stderrDestination());
     const core = await openCore(config);
     const server = await startServer(config, core, logger);
     console.log(`listening ${server.url}`);
