@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BadRequestError, NotFoundError, UnauthenticatedError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
-import type { Tx } from '../store/db/group-commit.js';
+import type { BatchState, Tx } from '../store/db/group-commit.js';
 import type { ApiKeyScope, Core, Principal, RequestMeta } from './context.js';
 import { auditInTx, plainTarget } from './audit-events.js';
 import { randomId } from './ids.js';
@@ -32,14 +32,18 @@ export interface NewApiKey extends ApiKeyView {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** Inserts a new key inside the caller's transaction and returns it with its secret. */
+/** Inserts and audits a new key inside the caller's transaction; returns it with its secret. */
 export async function insertApiKey(
   tx: Tx,
+  batch: BatchState,
+  core: Core,
+  principal: Principal,
+  meta: RequestMeta,
   tenantId: string,
   scopes: ApiKeyScope[],
   expiresAt: number | null,
-  now: number,
 ): Promise<NewApiKey> {
+  const now = core.now();
   const keyId = randomId(10);
   const secret = randomBytes(32).toString('base64url');
   await tx
@@ -54,6 +58,12 @@ export async function insertApiKey(
       revoked_at: null,
     })
     .execute();
+  await auditInTx(tx, batch, core, principal, meta, {
+    tenantId,
+    action: 'api_key.create',
+    target: plainTarget(`api-key:${keyId}`),
+    result: 'ok',
+  });
   return {
     keyId,
     apiKey: `sr_${keyId}_${secret}`,
@@ -80,16 +90,7 @@ export async function createApiKey(
     if (Number.isNaN(expiresAt)) throw new BadRequestError('expiresAt must be an RFC 3339 date-time');
     if (expiresAt <= core.now()) throw new BadRequestError('expiresAt must be in the future');
   }
-  return core.committer.submit(tenantId, async (tx, batch) => {
-    const key = await insertApiKey(tx, tenantId, scopes, expiresAt, core.now());
-    await auditInTx(tx, batch, core, principal, meta, {
-      tenantId,
-      action: 'api_key.create',
-      target: plainTarget(`api-key:${key.keyId}`),
-      result: 'ok',
-    });
-    return key;
-  });
+  return core.committer.submit(tenantId, (tx, batch) => insertApiKey(tx, batch, core, principal, meta, tenantId, scopes, expiresAt));
 }
 
 export async function listApiKeys(core: Core, principal: Principal, meta: RequestMeta, tenantId: string): Promise<ApiKeyView[]> {

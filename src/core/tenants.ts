@@ -36,20 +36,13 @@ export async function createTenant(
         .values({ id: tenantId, name, status: 'active', kek_name: kekName(tenantId), created_at: now })
         .execute();
       await insertTenantKeys(tx, tenantId, keys, now);
-      const apiKey = await insertApiKey(tx, tenantId, ['admin'], null, now);
       await auditInTx(tx, batch, core, principal, meta, {
         tenantId,
         action: 'tenant.create',
         target: plainTarget(`tenant:${tenantId}`),
         result: 'ok',
       });
-      await auditInTx(tx, batch, core, principal, meta, {
-        tenantId,
-        action: 'api_key.create',
-        target: plainTarget(`api-key:${apiKey.keyId}`),
-        result: 'ok',
-      });
-      return apiKey;
+      return insertApiKey(tx, batch, core, principal, meta, tenantId, ['admin'], null);
     });
     return { tenantId, name, apiKey: key.apiKey, apiKeyId: key.keyId };
   } finally {
