@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { StrongroomError, type ErrorCode } from '../errors.js';
+import { isDatabaseUnavailable } from '../store/db/unavailable.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 
 /** The one place an error code becomes an HTTP status. */
@@ -47,6 +48,9 @@ function classify(error: FastifyError | StrongroomError): { status: number; code
   if (error instanceof StrongroomError) {
     const status = STATUS[error.code];
     return { status, code: error.code, message: status >= 500 ? 'internal error' : error.message };
+  }
+  if (isDatabaseUnavailable(error)) {
+    return { status: 503, code: 'unavailable', message: 'the database is unavailable; nothing was acknowledged, retry later' };
   }
   if (error.validation) {
     return { status: 400, code: 'bad_request', message: `${error.validationContext ?? 'request'}${error.message.replace(/^(body|querystring|params|headers)/, '')}` };

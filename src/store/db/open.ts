@@ -86,6 +86,9 @@ function openPostgres(opts: Extract<DatabaseOptions, { driver: 'postgres' }>): D
         oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection the server drops (restart, failover) is discarded by the pool; without a
+  // listener its 'error' event would crash the process. Queries in flight fail on their own.
+  pool.on('error', () => undefined);
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   return {
     dialect: 'postgres',
