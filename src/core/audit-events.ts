@@ -65,3 +65,15 @@ export function auditInTx(
 export async function auditRead(core: Core, actor: Actor, meta: RequestMeta, entry: AuditEntry): Promise<void> {
   await core.committer.submit(entry.tenantId, (tx, batch) => auditInTx(tx, batch, core, actor, meta, entry));
 }
+
+const KEYRING: Actor = { kind: 'system', name: 'keyring' };
+
+/** Records that the keyring used the tenant's KEK to unwrap a data key (on a cache miss). */
+export function auditKeyUse(core: Core, tenantId: string, keyId: number): Promise<void> {
+  return auditRead(core, KEYRING, { requestId: '-', sourceIp: '-' }, {
+    tenantId,
+    action: 'kms.unwrap',
+    target: plainTarget(`data-key:${keyId}`),
+    result: 'ok',
+  });
+}

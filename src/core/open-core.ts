@@ -4,6 +4,7 @@ import { openKms } from '../kms/index.js';
 import { GroupCommitter } from '../store/db/group-commit.js';
 import { openDatabase, type DatabaseOptions } from '../store/db/open.js';
 import type { Core } from './context.js';
+import { auditKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
 
 export function databaseOptions(config: Config): DatabaseOptions {
@@ -23,14 +24,14 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
       provider: config.kms.provider,
       local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
     });
+    const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
     const keyring = new Keyring({
       ttlMs: config.keys.dataKeyCacheSeconds * 1000,
       maxEntries: config.keys.dataKeyCacheEntries,
       clock: now,
-      unwrap: dataKeyUnwrapper(db, kms),
+      unwrap: dataKeyUnwrapper(db, kms, (tenantId, keyId) => auditKeyUse(core, tenantId, keyId)),
     });
-    const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
-    return {
+    const core: Core & { close(): Promise<void> } = {
       db,
       kms,
       keyring,
@@ -44,6 +45,7 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
         await db.close();
       },
     };
+    return core;
   } catch (error) {
     await db.close();
     throw error;

@@ -45,8 +45,11 @@ export async function insertTenantKeys(tx: Tx, tenantId: string, keys: NewTenant
     .execute();
 }
 
-/** The keyring's loader: reads a wrapped data key and unwraps it with the tenant's KEK. */
-export function dataKeyUnwrapper(db: Core['db'], kms: Kms) {
+/**
+ * The keyring's loader: reads a wrapped data key and unwraps it with the tenant's KEK, then records
+ * that use of the KMS with `audit`. A use that cannot be audited fails, and its key is wiped.
+ */
+export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: string, keyId: number) => Promise<void>) {
   return async (tenantId: string, keyId: number): Promise<Buffer> => {
     const row = await db.reader
       .selectFrom('data_keys')
@@ -55,7 +58,14 @@ export function dataKeyUnwrapper(db: Core['db'], kms: Kms) {
       .where('key_id', '=', keyId)
       .executeTakeFirst();
     if (!row) throw new NotFoundError('tenant not found');
-    return kms.unwrapKey(kekName(tenantId), row.wrapped, wrapAad(tenantId, keyId, row.purpose as Purpose));
+    const key = await kms.unwrapKey(kekName(tenantId), row.wrapped, wrapAad(tenantId, keyId, row.purpose as Purpose));
+    try {
+      await audit(tenantId, keyId);
+    } catch (error) {
+      key.fill(0);
+      throw error;
+    }
+    return key;
   };
 }
 
