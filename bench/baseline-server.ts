@@ -19,6 +19,8 @@ import { secureContextOptions } from '../src/http/tls/tls-policy.js';
 import { GroupCommitter } from '../src/store/db/group-commit.js';
 import { openDatabase } from '../src/store/db/open.js';
 
+const say = (text: string) => process.stdout.write(`${text}\n`);
+
 const TENANT = 'baseline';
 const COLLECTION = 'records';
 
@@ -100,7 +102,7 @@ app.get<{ Params: RecordParams }>(path, async (request, reply) => {
 
 await app.listen({ host: '127.0.0.1', port: Number(values.port) });
 const address = app.server.address();
-console.log(`listening https://localhost:${typeof address === 'object' && address ? address.port : values.port}`);
+say(`listening https://localhost:${typeof address === 'object' && address ? address.port : values.port}`);
 
 const stop = async () => {
   await app.close();

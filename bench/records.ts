@@ -23,6 +23,8 @@ import { aesGcmRate, fsyncRate, machineBusySeconds } from './support/machine.js'
 import { killAllServers, startServerProcess, type ServerProcess } from './support/server-process.js';
 import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings, type WorkloadResult } from './support/workloads.js';
 
+const say = (text: string) => process.stdout.write(`${text}\n`);
+
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../src/cli/main.js');
 const BASELINE = resolve(here, 'baseline-server.js');
@@ -142,11 +144,11 @@ async function measure(server: ServerProcess, target: Target, ca: Buffer): Promi
     recordsPath: target.recordsPath,
     headers: target.headers,
   };
-  console.log(`${server.name}: write workload, ${durationSeconds} s …`);
+  say(`${server.name}: write workload, ${durationSeconds} s …`);
   const { result: write, writtenIds } = await observed(server, () => writeWorkload(settings, ID_PREFIX));
-  console.log(`${server.name}: ${write.ok.toLocaleString('en-US')} writes acknowledged`);
+  say(`${server.name}: ${write.ok.toLocaleString('en-US')} writes acknowledged`);
   if (flags.writesOnly) return { write, read: null, peakRssBytes: server.peakRssBytes() };
-  console.log(`${server.name}: read workload, ${durationSeconds} s …`);
+  say(`${server.name}: read workload, ${durationSeconds} s …`);
   const { result: read } = await observed(server, async () => ({ result: await readWorkload(settings, writtenIds) }));
   return { write, read, peakRssBytes: server.peakRssBytes() };
 }
@@ -175,7 +177,7 @@ async function observed<T extends { result: WorkloadResult }>(server: ServerProc
 
 async function stopServer(server: ServerProcess): Promise<void> {
   const how = await server.stop();
-  console.log(`${server.name}: stopped with SIGINT (${how})`);
+  say(`${server.name}: stopped with SIGINT (${how})`);
   if (how !== 'exit code 0') throw new Error(`${server.name} did not shut down cleanly on SIGINT (${how}); see ${server.logFile}`);
 }
 
@@ -204,17 +206,17 @@ function secureEvidence(figures: ServerFigures): { lines: string[]; ok: boolean 
 
 async function main(): Promise<number> {
   const cpus = os.cpus();
-  console.log('Strongroom records benchmark');
-  console.log(`machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`);
-  console.log(
+  say('Strongroom records benchmark');
+  say(`machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`);
+  say(
     `settings: ${connections} keep-alive HTTPS connections, ${durationSeconds} s per workload, ${recordBytes}-byte JSON records (one indexed field), ` +
       'embedded default (SQLite WAL synchronous=FULL, group commit, local KMS, local-CA TLS), autocannon in this process',
   );
-  console.log(
+  say(
     `machine speed: AES-256-GCM 1 KiB ${Math.round(aesGcmRate()).toLocaleString('en-US')}/s on one core (DESIGN.md: ~195k/s); ` +
       `fdatasync (4 KiB) in the data dir ${Math.round(fsyncRate(dataDir)).toLocaleString('en-US')}/s; loadavg ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
   );
-  console.log(`data dir: ${dataDir} (removed at exit)${profileDir ? `; CPU profiles: ${profileDir}` : ''}\n`);
+  say(`data dir: ${dataDir} (removed at exit)${profileDir ? `; CPU profiles: ${profileDir}` : ''}\n`);
 
   const { tenantId, apiKey } = await createTenant();
   const secure = await startServerProcess('secure', [...nodeFlags('secure'), CLI, '--data-dir', dataDir, 'serve', '--port', '0'], join(dataDir, 'secure.log'));
@@ -230,7 +232,7 @@ async function main(): Promise<number> {
   const declared = await call(secureTarget, 'PUT', `/v1/tenants/${tenantId}/collections/${COLLECTION}`, JSON.stringify({ indexes: [{ field: 'email' }] }));
   if (declared.status !== 201) throw new Error(`declaring the collection answered ${declared.status}: ${JSON.stringify(declared.json)}`);
   await probe('secure', secureTarget);
-  console.log(`secure: pid ${secure.pid}, port ${secure.port}, TLS ${tls}`);
+  say(`secure: pid ${secure.pid}, port ${secure.port}, TLS ${tls}`);
   const secureFigures = await measure(secure, secureTarget, ca);
   await stopServer(secure);
   const evidence = secureEvidence(secureFigures);
@@ -238,20 +240,20 @@ async function main(): Promise<number> {
   const baseline = await startServerProcess('baseline', [...nodeFlags('baseline'), BASELINE, '--data-dir', dataDir, '--port', '0'], join(dataDir, 'baseline.log'));
   const baselineTarget: Target = { ...secureTarget, origin: `https://127.0.0.1:${baseline.port}` };
   await probe('baseline', baselineTarget);
-  console.log(`baseline: pid ${baseline.pid}, port ${baseline.port}, TLS ${await negotiatedTls(baseline.port, ca)}`);
+  say(`baseline: pid ${baseline.pid}, port ${baseline.port}, TLS ${await negotiatedTls(baseline.port, ca)}`);
   const baselineFigures = await measure(baseline, baselineTarget, ca);
   await stopServer(baseline);
   await dispatcher.close();
 
-  console.log(`\n${comparisonTable(secureFigures, baselineFigures)}\n`);
-  console.log(`${failuresTable({ secure: secureFigures, baseline: baselineFigures })}\n`);
-  console.log(cpuTable({ secure: secureFigures, baseline: baselineFigures }));
+  say(`\n${comparisonTable(secureFigures, baselineFigures)}\n`);
+  say(`${failuresTable({ secure: secureFigures, baseline: baselineFigures })}\n`);
+  say(cpuTable({ secure: secureFigures, baseline: baselineFigures }));
   const warning = interferenceWarning({ secure: secureFigures, baseline: baselineFigures });
-  console.log(warning ? `${warning}\n` : '');
-  console.log(memoryLine(secureFigures, baselineFigures));
-  for (const line of evidence.lines) console.log(line);
-  console.log('\ntargets (issue 2, 2-core machine, load generator included):');
-  for (const line of targetLines(secureFigures, baselineFigures)) console.log(`  ${line}`);
+  say(warning ? `${warning}\n` : '');
+  say(memoryLine(secureFigures, baselineFigures));
+  for (const line of evidence.lines) say(line);
+  say('\ntargets (issue 2, 2-core machine, load generator included):');
+  for (const line of targetLines(secureFigures, baselineFigures)) say(`  ${line}`);
 
   const bad = badResponses(secureFigures) + badResponses(baselineFigures);
   if (bad > 0) console.error(`\nFAILED: ${bad} responses were not a verified 2xx (see the table above)`);

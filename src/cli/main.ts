@@ -12,6 +12,9 @@ const openCore = async (...args: Parameters<typeof import('../core/open-core.js'
 // Everything this process creates (database, keys, certificates) is private to its user.
 process.umask(0o077);
 
+/** Output for the person at the terminal; logs go to standard error through the logger. */
+const say = (text: string) => process.stdout.write(`${text}\n`);
+
 const OPERATOR = { kind: 'operator', name: 'cli' } as const;
 const CLI_META = { requestId: 'cli', sourceIp: 'local' };
 
@@ -41,7 +44,7 @@ program
     const logger = createLogger(config.log.level, stderrDestination());
     const core = await openCore(config);
     const server = await startServer(config, core, logger);
-    console.log(`listening ${server.url}`);
+    say(`listening ${server.url}`);
     const tenants = await core.db.reader.selectFrom('tenants').select('id').limit(1).execute();
     if (server.caCertFile && tenants.length === 0) printFirstSteps(server.caCertFile, server.url, globals());
     const stop = async () => {
@@ -58,7 +61,7 @@ function printFirstSteps(caCertFile: string, url: string, options: GlobalOptions
     .filter(Boolean)
     .join(' ');
   const cli = `node ${relative(process.cwd(), process.argv[1] ?? 'strongroom')}${flags ? ` ${flags}` : ''}`;
-  console.log(`
+  say(`
 Strongroom is serving HTTPS with a certificate from its local CA. Trust it with:
   ${caCertFile}
 
@@ -86,8 +89,8 @@ tenant
     try {
       const { createTenant } = await import('../core/tenants.js');
       const created = await createTenant(core, OPERATOR, CLI_META, name);
-      if (options.json) console.log(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
-      else console.log(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
+      if (options.json) say(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
+      else say(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
     } finally {
       await core.close();
     }
@@ -99,7 +102,7 @@ program
   .command('print')
   .description('print the effective configuration, secrets masked')
   .action(() => {
-    console.log(JSON.stringify(maskedConfig(configFrom(globals())), null, 2));
+    say(JSON.stringify(maskedConfig(configFrom(globals())), null, 2));
   });
 
 program
@@ -121,10 +124,10 @@ program
       const results = [];
       for (const id of ids) results.push(await verifyAuditChain(core.db.reader, id));
       const ok = results.every((r) => r.ok);
-      if (options.json) console.log(JSON.stringify({ ok, tenants: results }));
+      if (options.json) say(JSON.stringify({ ok, tenants: results }));
       else {
         for (const r of results) {
-          console.log(r.ok ? `ok      ${r.tenantId}: ${r.events} events` : `FAILED  ${r.tenantId}: event ${r.seq}: ${r.reason}`);
+          say(r.ok ? `ok      ${r.tenantId}: ${r.events} events` : `FAILED  ${r.tenantId}: event ${r.seq}: ${r.reason}`);
         }
       }
       process.exitCode = ok ? 0 : 1;

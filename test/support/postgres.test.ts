@@ -4,12 +4,12 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { createDatabase, startPostgres } from './postgres.js';
 
-test('startPostgres runs a throwaway cluster that stop() removes', async () => {
+test('startPostgres runs a throwaway cluster that stop() removes', async (t) => {
   const started = Date.now();
   const cluster = await startPostgres();
   let stopped = false;
   try {
-    console.log(`# postgres harness: cluster up in ${Date.now() - started} ms on port ${cluster.port}`);
+    t.diagnostic(`postgres harness: cluster up in ${Date.now() - started} ms on port ${cluster.port}`);
     assert.ok(existsSync(cluster.dataDir));
     assert.equal(statSync(cluster.dataDir).mode & 0o077, 0, 'data dir is private');
     assert.ok(!existsSync(`${cluster.baseDir}/pwfile`), 'password file is deleted after initdb');
