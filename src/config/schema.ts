@@ -44,6 +44,35 @@ export const ConfigSchema = Obj({
       masterKeyEnv: Type.String({ minLength: 1, default: 'STRONGROOM_KMS_MASTER_KEY' }),
     }),
   }),
+  auth: Obj({
+    firebase: Obj({
+      /** Firebase ID tokens are accepted when this is set: their `aud`, and `iss` = securetoken.google.com/<id>. */
+      projectId: Type.Union([Type.String({ pattern: '^[a-z0-9-]{4,30}$' }), Type.Null()], { default: null }),
+      certsUrl: Type.String({
+        pattern: '^https://',
+        default: 'https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com',
+      }),
+      /** host:port of the Firebase Auth emulator: unsigned tokens are then accepted. Never in production. */
+      emulatorHost: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+    }),
+    oidc: Obj({
+      issuers: Type.Array(
+        Type.Object(
+          {
+            issuer: Type.String({ pattern: '^https://' }),
+            audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+            algorithms: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+            mfaAmrValues: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+          },
+          { additionalProperties: false },
+        ),
+        { default: [] },
+      ),
+    }),
+    /** Extra CA certificates (PEM) trusted when fetching issuers' keys, for identity providers on a private CA. */
+    caFile: Path,
+    clockSkewSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+  }),
   keys: Obj({
     dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),
     dataKeyCacheEntries: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),

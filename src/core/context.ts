@@ -29,6 +29,16 @@ export type Principal =
 export type ApiKeyScope = 'read' | 'write' | 'admin';
 export type MemberRole = 'owner' | 'admin' | 'member' | 'viewer';
 
+/** A person proven by an identity provider's token; the token itself is never kept. */
+export interface VerifiedIdentity {
+  issuer: string;
+  subject: string;
+  email: string | null;
+  emailVerified: boolean;
+  /** The token carries evidence of a second factor. */
+  mfa: boolean;
+}
+
 /** Where a request came from, for the audit log. */
 export interface RequestMeta {
   requestId: string;

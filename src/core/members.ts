@@ -1,10 +1,11 @@
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord } from '../crypto/record-cipher.js';
 import { authorize } from '../policy/authorize.js';
-import type { Core, MemberRole, Principal, RequestMeta } from './context.js';
+import type { Core, MemberRole, Principal, RequestMeta, VerifiedIdentity } from './context.js';
 import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { randomId } from './ids.js';
-import { tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
+import { memberEmailKey, tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
+import { recordKeyFor } from '../crypto/record-key.js';
 
 export const ROLES: readonly MemberRole[] = ['owner', 'admin', 'member', 'viewer'];
 export const MEMBER_ID = /^m_[a-z2-7]{16}$/;
@@ -34,17 +35,26 @@ export async function inviteMember(
 ): Promise<MemberView> {
   authorize(principal, 'members.manage', { tenantId });
   if (!EMAIL.test(request.email)) throw new BadRequestError('invalid e-mail address');
+  const email = request.email.toLowerCase();
   const dataKey = await tenantDataKey(core, tenantId);
+  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId), email);
   const memberId = `m_${randomId(10)}`;
-  const emailEnc = sealRecord(dataKey, emailAad(tenantId, memberId), Buffer.from(request.email.toLowerCase(), 'utf8'));
+  const emailEnc = sealRecord(dataKey, emailAad(tenantId, memberId), Buffer.from(email, 'utf8'));
   return core.committer.submit(tenantId, async (tx, batch) => {
     const now = core.now();
+    const existing = await tx
+      .selectFrom('members')
+      .select('member_id')
+      .where('tenant_id', '=', tenantId)
+      .where('email_token', '=', emailToken)
+      .executeTakeFirst();
+    if (existing) throw new ConflictError('this e-mail address is already a member or invited');
     await tx
       .insertInto('members')
-      .values({ tenant_id: tenantId, member_id: memberId, role: request.role, issuer: null, subject: null, email_enc: emailEnc, status: 'invited', created_at: now })
+      .values({ tenant_id: tenantId, member_id: memberId, role: request.role, issuer: null, subject: null, email_enc: emailEnc, email_token: emailToken, status: 'invited', created_at: now })
       .execute();
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.invite', target: plainTarget(`member:${memberId} role:${request.role}`), result: 'ok' });
-    return { memberId, email: request.email.toLowerCase(), role: request.role, status: 'invited', createdAt: new Date(now).toISOString() };
+    return { memberId, email, role: request.role, status: 'invited', createdAt: new Date(now).toISOString() };
   });
 }
 
@@ -91,5 +101,45 @@ export async function removeMember(core: Core, principal: Principal, meta: Reque
     }
     await tx.deleteFrom('members').where('tenant_id', '=', tenantId).where('member_id', '=', memberId).execute();
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.remove', target: plainTarget(`member:${memberId}`), result: 'ok' });
+  });
+}
+
+type MemberPrincipal = Extract<Principal, { kind: 'member' }>;
+
+/**
+ * The member a verified identity is in this tenant: linked by (issuer, subject), or, the first time,
+ * by claiming the invitation sent to the e-mail address the provider says it verified. Unverified
+ * addresses claim nothing, so nobody can take an invitation by typing someone's address.
+ */
+export async function resolveMember(core: Core, tenantId: string, identity: VerifiedIdentity, meta: RequestMeta): Promise<MemberPrincipal | null> {
+  const linked = await core.db.reader
+    .selectFrom('members')
+    .select(['member_id', 'role'])
+    .where('tenant_id', '=', tenantId)
+    .where('issuer', '=', identity.issuer)
+    .where('subject', '=', identity.subject)
+    .where('status', '=', 'active')
+    .executeTakeFirst();
+  if (linked) return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole };
+  if (!identity.emailVerified || !identity.email) return null;
+  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId), identity.email.toLowerCase());
+  return core.committer.submit(tenantId, async (tx, batch) => {
+    const invited = await tx
+      .selectFrom('members')
+      .select(['member_id', 'role'])
+      .where('tenant_id', '=', tenantId)
+      .where('email_token', '=', emailToken)
+      .where('status', '=', 'invited')
+      .executeTakeFirst();
+    if (!invited) return null;
+    await tx
+      .updateTable('members')
+      .set({ issuer: identity.issuer, subject: identity.subject, status: 'active' })
+      .where('tenant_id', '=', tenantId)
+      .where('member_id', '=', invited.member_id)
+      .execute();
+    const principal: MemberPrincipal = { kind: 'member', tenantId, memberId: invited.member_id, role: invited.role as MemberRole };
+    await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.claim', target: plainTarget(`member:${invited.member_id}`), result: 'ok' });
+    return principal;
   });
 }

@@ -98,3 +98,9 @@ export async function collectionKeys(core: Core, tenantId: string, collection: s
     fieldKey: derive,
   };
 }
+
+/** The key under which member e-mail addresses are hashed, so an invitation is found without decrypting. */
+export async function memberEmailKey(core: Core, tenantId: string): Promise<Buffer> {
+  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID);
+  return deriveIndexKey(root, '$members', 'email');
+}

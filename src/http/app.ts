@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { Core, Principal } from '../core/context.js';
+import type { Authenticator } from '../identity/authenticate.js';
 import { handleError, handleFrameworkError, handleNotFound } from './errors.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 import { secureContextOptions } from './tls/tls-policy.js';
@@ -18,6 +19,7 @@ declare module 'fastify' {
 
 export interface AppOptions {
   core: Core;
+  authenticator: Authenticator;
   logger: Logger;
   tls: { cert: Buffer | string; key: Buffer | string };
   bodyLimitBytes: number;
@@ -69,7 +71,7 @@ export async function buildApp(options: AppOptions): Promise<HttpsApp> {
       security: [{ bearer: [] }],
     },
   });
-  await app.register(registerRoutes, { core: options.core });
+  await app.register(registerRoutes, { core: options.core, authenticator: options.authenticator });
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app as unknown as HttpsApp;
 }

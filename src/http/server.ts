@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/context.js';
+import { createAuthenticator } from '../identity/authenticate.js';
 import { buildApp, type HttpsApp } from './app.js';
 import { reloadServerCertificate, watchCertificate } from './tls/cert-reloader.js';
 import { ensureLocalTls } from './tls/local-ca.js';
@@ -33,6 +34,7 @@ export async function startServer(config: Config, core: Core, logger: Logger): P
   const pair = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
   const app = await buildApp({
     core,
+    authenticator: createAuthenticator(config.auth, core.now),
     logger,
     tls: pair,
     bodyLimitBytes: server.bodyLimitBytes,

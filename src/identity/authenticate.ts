@@ -1,15 +1,99 @@
-import { UnauthenticatedError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { decodeJwt } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { Config } from '../config/schema.js';
 import { authenticateApiKey } from '../core/api-keys.js';
-import type { Core, Principal } from '../core/context.js';
+import type { Core, Principal, RequestMeta, VerifiedIdentity } from '../core/context.js';
+import { resolveMember } from '../core/members.js';
+import { NotFoundError, UnauthenticatedError } from '../errors.js';
+import { createFirebaseVerifier, type FirebaseVerifier } from './firebase-token.js';
+import { createOidcVerifier, type OidcVerifier } from './oidc-token.js';
 
-const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/;
+const BEARER = /^Bearer ([\x21-\x7e]{1,16384})$/;
+
+/** The identity providers this deployment trusts, built once from the configuration. */
+export interface Authenticator {
+  firebase: FirebaseVerifier | null;
+  firebaseIssuer: string | null;
+  oidc: OidcVerifier | null;
+}
+
+/** A fetch that also trusts `auth.caFile`, for identity providers behind a private CA. */
+function fetchTrusting(caFile: string | null): typeof fetch | undefined {
+  if (!caFile) return undefined;
+  const dispatcher = new Agent({ connect: { ca: readFileSync(caFile, 'utf8') } });
+  // undici's own fetch: node's built-in one may not accept a dispatcher from this undici version.
+  const trusting = (input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) => undiciFetch(input, { ...init, dispatcher });
+  return trusting as unknown as typeof fetch;
+}
+
+export function createAuthenticator(auth: Config['auth'], now?: () => number): Authenticator {
+  const fetchImpl = fetchTrusting(auth.caFile);
+  const { firebase, oidc } = auth;
+  return {
+    firebase: firebase.projectId
+      ? createFirebaseVerifier({
+          projectId: firebase.projectId,
+          certsUrl: firebase.certsUrl,
+          emulatorHost: firebase.emulatorHost,
+          clockSkewSeconds: auth.clockSkewSeconds,
+          ...(fetchImpl ? { fetch: fetchImpl } : {}),
+          ...(now ? { now } : {}),
+        })
+      : null,
+    firebaseIssuer: firebase.projectId ? `https://securetoken.google.com/${firebase.projectId}` : null,
+    oidc:
+      oidc.issuers.length > 0
+        ? createOidcVerifier({
+            issuers: oidc.issuers,
+            clockSkewSeconds: auth.clockSkewSeconds,
+            ...(fetchImpl ? { fetch: fetchImpl } : {}),
+            ...(now ? { now } : {}),
+          })
+        : null,
+  };
+}
+
+/** The unverified `iss`, only to pick the verifier that will check everything. */
+function peekIssuer(token: string): string | null {
+  try {
+    const { iss } = decodeJwt(token);
+    return typeof iss === 'string' ? iss : null;
+  } catch {
+    return null;
+  }
+}
+
+async function verifyIdentity(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
+  if (authenticator.firebase && peekIssuer(token) === authenticator.firebaseIssuer) {
+    const who = await authenticator.firebase.verify(token);
+    return { issuer: who.issuer, subject: who.subject, email: who.email, emailVerified: who.emailVerified, mfa: who.signInSecondFactor !== null };
+  }
+  if (authenticator.oidc && authenticator.oidc.issuerOf(token)) {
+    const who = await authenticator.oidc.verify(token);
+    return { issuer: who.issuer, subject: who.subject, email: who.email, emailVerified: who.emailVerified, mfa: who.mfa };
+  }
+  throw new UnauthenticatedError();
+}
 
 /**
- * Who is calling, from the Authorization header. API keys are the machine-to-machine path;
- * Firebase and OIDC bearer tokens join here in the authentication issue.
+ * Who is calling, from the Authorization header: an API key (`sr_…`, machine to machine) or an ID
+ * token from a trusted provider, which must belong to a member of the tenant addressed.
  */
-export async function authenticate(core: Core, authorization: string | undefined): Promise<Principal> {
+export async function authenticate(
+  core: Core,
+  authenticator: Authenticator,
+  authorization: string | undefined,
+  tenantId: string | undefined,
+  meta: RequestMeta,
+): Promise<Principal> {
   const match = authorization === undefined ? null : BEARER.exec(authorization);
   if (!match) throw new UnauthenticatedError('an Authorization: Bearer credential is required');
-  return authenticateApiKey(core, match[1]!);
+  const credential = match[1]!;
+  if (credential.startsWith('sr_')) return authenticateApiKey(core, credential);
+  const identity = await verifyIdentity(authenticator, credential);
+  // Someone who is not a member sees what a stranger sees: no such tenant.
+  const member = tenantId ? await resolveMember(core, tenantId, identity, meta) : null;
+  if (!member) throw new NotFoundError('tenant not found');
+  return member;
 }

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../../core/context.js';
-import { authenticate } from '../../identity/authenticate.js';
+import { TENANT_ID } from '../../core/ids.js';
+import { authenticate, type Authenticator } from '../../identity/authenticate.js';
+import { metaOf } from '../request-context.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
@@ -9,12 +11,19 @@ import { recordRoutes } from './records.js';
 import { tenantRoutes } from './tenants.js';
 
 /** Every route under /v1/tenants needs a credential, checked before the body is read; authorization happens in core, per action. */
-export async function registerRoutes(app: FastifyInstance, opts: { core: Core }): Promise<void> {
-  const { core } = opts;
+export async function registerRoutes(app: FastifyInstance, opts: { core: Core; authenticator: Authenticator }): Promise<void> {
+  const { core, authenticator } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
   await app.register(async (tenantScope) => {
     tenantScope.addHook('onRequest', async (request) => {
-      request.principal = await authenticate(core, request.headers.authorization);
+      const { tenantId } = request.params as { tenantId?: string };
+      request.principal = await authenticate(
+        core,
+        authenticator,
+        request.headers.authorization,
+        tenantId !== undefined && TENANT_ID.test(tenantId) ? tenantId : undefined,
+        metaOf(request),
+      );
     });
     for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, auditRoutes]) {
       await tenantScope.register(routes, { core });

@@ -137,6 +137,17 @@ function initial(dialect: Dialect): Migration {
   };
 }
 
+/** Members are found by their identity, and invitations by a keyed hash of the invited e-mail. */
+function memberIdentity(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('members').addColumn('email_token', binary(dialect)).execute();
+      await db.schema.createIndex('members_identity').on('members').columns(['tenant_id', 'issuer', 'subject']).execute();
+      await db.schema.createIndex('members_email').on('members').columns(['tenant_id', 'email_token']).execute();
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect) };
+  return { '0001_initial': initial(dialect), '0002_member_identity': memberIdentity(dialect) };
 }

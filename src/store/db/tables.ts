@@ -34,6 +34,8 @@ export interface MembersTable {
   issuer: string | null;
   subject: string | null;
   email_enc: Buffer | null;
+  /** HMAC of the lower-cased e-mail under the tenant's index key: finds an invitation without decrypting. */
+  email_token: Buffer | null;
   status: string;
   created_at: number;
 }

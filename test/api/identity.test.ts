@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer, type Server } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { createSigningKey, signToken as signFirebase, type SigningKey as FirebaseKey } from '../identity/google-certs-server.js';
+import { createLocalPki, signToken as signOidc, startTestIssuer, type LocalPki, type SigningKey as OidcKey, type TestIssuer } from '../identity/oidc-issuer-fixture.js';
+import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
+
+const PROJECT = 'demo-strongroom';
+const AUDIENCE = 'strongroom-api';
+
+after(stopPostgres);
+
+/** Cleanups for fixtures that expect a TestContext, run when the file ends. */
+const cleanups: (() => unknown)[] = [];
+const fileContext = { after: (fn: () => unknown) => cleanups.push(fn) } as unknown as TestContext;
+after(async () => {
+  for (const fn of cleanups.reverse()) await fn();
+});
+
+let pki: LocalPki;
+let issuer: TestIssuer;
+let oidcKey: OidcKey;
+let firebaseKey: FirebaseKey;
+let certsServer: Server;
+let certsUrl: string;
+let caFile: string;
+
+before(async () => {
+  pki = await createLocalPki();
+  cleanups.push(() => pki.remove());
+  issuer = await startTestIssuer(fileContext, pki);
+  oidcKey = await issuer.addKey('RS256');
+  firebaseKey = await createSigningKey();
+  // Google's x509 metadata format, served over TLS from the same local CA.
+  certsServer = createServer({ cert: pki.certPem, key: pki.keyPem }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' });
+    res.end(JSON.stringify({ [firebaseKey.kid]: firebaseKey.certPem }));
+  });
+  await new Promise<void>((resolve) => certsServer.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise((resolve) => certsServer.close(resolve)));
+  certsUrl = `https://localhost:${(certsServer.address() as { port: number }).port}/certs`;
+  caFile = join(tmpdir(), `strongroom-idp-ca-${process.pid}.pem`);
+  writeFileSync(caFile, pki.caPem);
+  cleanups.push(() => rmSync(caFile, { force: true }));
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+
+function oidcToken(claims: Record<string, unknown>) {
+  return signOidc(oidcKey, { iss: issuer.issuer, aud: AUDIENCE, iat: now() - 5, exp: now() + 300, ...claims });
+}
+
+function firebaseToken(claims: Record<string, unknown>) {
+  return signFirebase(firebaseKey, {
+    iss: `https://securetoken.google.com/${PROJECT}`,
+    aud: PROJECT,
+    iat: now() - 5,
+    auth_time: now() - 60,
+    exp: now() + 300,
+    ...claims,
+  });
+}
+
+for (const driver of DRIVERS) {
+  describe(`members signed in through identity providers, on ${driver}`, () => {
+    let h: Harness;
+    let a: { tenantId: string; apiKey: string };
+    let b: { tenantId: string; apiKey: string };
+    const used: string[] = [];
+    before(async () => {
+      h = await startHarness(driver, {
+        env: {
+          STRONGROOM_AUTH__OIDC__ISSUERS: JSON.stringify([{ issuer: issuer.issuer, audiences: [AUDIENCE] }]),
+          STRONGROOM_AUTH__FIREBASE__PROJECT_ID: PROJECT,
+          STRONGROOM_AUTH__FIREBASE__CERTS_URL: certsUrl,
+          STRONGROOM_AUTH__CA_FILE: caFile,
+        },
+      });
+      a = await h.tenant('a');
+      b = await h.tenant('b');
+      for (const [email, role] of [['alice@example.com', 'member'], ['bob@example.com', 'viewer'], ['carol@example.com', 'member']]) {
+        const res = await h.call('POST', `/v1/tenants/${a.tenantId}/members`, { key: a.apiKey, body: { email, role } });
+        assert.equal(res.status, 201, res.text);
+      }
+      assert.equal((await h.call('PUT', `/v1/tenants/${a.tenantId}/collections/notes`, { key: a.apiKey, body: { indexes: [] } })).status, 201);
+    });
+    after(() => h.close());
+
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      used.push(token);
+      return h.call(method, path, { headers: { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { body }) });
+    };
+
+    test('an OIDC user whose verified e-mail was invited claims the invitation and writes with its role', async () => {
+      const token = await oidcToken({ sub: 'alice-oidc', email: 'alice@example.com', email_verified: true });
+      const put = await call('PUT', `/v1/tenants/${a.tenantId}/collections/notes/records/n1`, token, { text: 'from alice' });
+      assert.equal(put.status, 201, put.text);
+      const again = await call('GET', `/v1/tenants/${a.tenantId}/collections/notes/records/n1`, await oidcToken({ sub: 'alice-oidc' }));
+      assert.equal(again.status, 200, 'linked by issuer and subject, no e-mail needed any more');
+      const members = await h.call('GET', `/v1/tenants/${a.tenantId}/members`, { key: a.apiKey });
+      assert.equal(members.json.members.find((m: { email: string }) => m.email === 'alice@example.com').status, 'active');
+    });
+
+    test('a Firebase user reads with a viewer role and cannot write', async () => {
+      const token = await firebaseToken({ sub: 'bob-firebase-uid', email: 'bob@example.com', email_verified: true });
+      assert.equal((await call('GET', `/v1/tenants/${a.tenantId}/collections/notes/records/n1`, token)).status, 200);
+      const put = await call('PUT', `/v1/tenants/${a.tenantId}/collections/notes/records/n2`, token, { text: 'x' });
+      assert.equal(put.status, 403);
+    });
+
+    test('an unverified e-mail claims nothing; the verified one does', async () => {
+      const unverified = await oidcToken({ sub: 'carol', email: 'carol@example.com', email_verified: false });
+      assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, unverified)).status, 404);
+      const verified = await oidcToken({ sub: 'carol', email: 'carol@example.com', email_verified: true });
+      assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, verified)).status, 200);
+    });
+
+    test("a member of one tenant gets 404 on another's, and strangers too", async () => {
+      const alice = await oidcToken({ sub: 'alice-oidc' });
+      assert.equal((await call('GET', `/v1/tenants/${b.tenantId}/collections/notes/records/n1`, alice)).status, 404);
+      const stranger = await oidcToken({ sub: 'mallory', email: 'mallory@example.com', email_verified: true });
+      assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, stranger)).status, 404);
+    });
+
+    test('bad tokens get 401: wrong audience, wrong project, expired, unknown issuer, garbage', async () => {
+      for (const token of [
+        await oidcToken({ sub: 'alice-oidc', aud: 'another-api' }),
+        await firebaseToken({ sub: 'bob-firebase-uid', aud: 'another-project', iss: 'https://securetoken.google.com/another-project' }),
+        await oidcToken({ sub: 'alice-oidc', exp: now() - 3600 }),
+        await oidcToken({ sub: 'alice-oidc', iss: 'https://evil.example/realms/test' }),
+        'not-a-token',
+      ]) {
+        const res = await call('GET', `/v1/tenants/${a.tenantId}`, token);
+        assert.equal(res.status, 401, res.text);
+        assert.equal(res.json.error.code, 'unauthenticated');
+      }
+    });
+
+    test("the tenant's audit log names the member for each claim, read and write", async () => {
+      const res = await h.call('GET', `/v1/tenants/${a.tenantId}/audit?limit=500`, { key: a.apiKey });
+      const events = res.json.events as { action: string; actor: string }[];
+      const claims = events.filter((e) => e.action === 'member.claim');
+      assert.equal(claims.length, 3);
+      assert.ok(claims.every((e) => /^member:m_[a-z2-7]{16}$/.test(e.actor)));
+      assert.ok(events.some((e) => e.action === 'record.put' && e.actor === claims[0]!.actor));
+    });
+
+    test('no token reaches a log line', () => {
+      for (const token of used) {
+        const signature = token.split('.')[2] ?? token;
+        assert.ok(!h.logs.lines.some((line) => line.includes(signature)), 'token found in logs');
+      }
+    });
+  });
+}
