@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'bad_request'
   | 'unauthenticated'
   | 'forbidden'
+  | 'mfa_required'
   | 'not_found'
   | 'conflict'
   | 'precondition_failed'
@@ -43,6 +44,13 @@ export class UnauthenticatedError extends StrongroomError {
 export class ForbiddenError extends StrongroomError {
   constructor(message = 'not allowed') {
     super('forbidden', message);
+  }
+}
+
+/** The tenant requires a second factor and the caller's token carries no evidence of one. */
+export class MfaRequiredError extends StrongroomError {
+  constructor() {
+    super('mfa_required', 'this tenant requires multi-factor authentication: sign in with a second factor');
   }
 }
 

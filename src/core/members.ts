@@ -1,4 +1,4 @@
-import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
+import { BadRequestError, ConflictError, MfaRequiredError, NotFoundError } from '../errors.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord } from '../crypto/record-cipher.js';
 import { authorize } from '../policy/authorize.js';
 import type { Core, MemberRole, Principal, RequestMeta, VerifiedIdentity } from './context.js';
@@ -112,6 +112,13 @@ type MemberPrincipal = Extract<Principal, { kind: 'member' }>;
  * addresses claim nothing, so nobody can take an invitation by typing someone's address.
  */
 export async function resolveMember(core: Core, tenantId: string, identity: VerifiedIdentity, meta: RequestMeta): Promise<MemberPrincipal | null> {
+  const tenant = await core.db.reader.selectFrom('tenants').select('require_mfa').where('id', '=', tenantId).executeTakeFirst();
+  if (!tenant) return null;
+  // Checked once membership is known (strangers learn nothing of the policy) and before an
+  // invitation is claimed: a password alone opens nothing in such a tenant.
+  const enforceMfa = () => {
+    if (tenant.require_mfa === 1 && !identity.mfa) throw new MfaRequiredError();
+  };
   const linked = await core.db.reader
     .selectFrom('members')
     .select(['member_id', 'role'])
@@ -120,7 +127,10 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
     .where('subject', '=', identity.subject)
     .where('status', '=', 'active')
     .executeTakeFirst();
-  if (linked) return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole };
+  if (linked) {
+    enforceMfa();
+    return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole };
+  }
   if (!identity.emailVerified || !identity.email) return null;
   const emailToken = recordKeyFor(await memberEmailKey(core, tenantId), identity.email.toLowerCase());
   return core.committer.submit(tenantId, async (tx, batch) => {
@@ -132,6 +142,7 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
       .where('status', '=', 'invited')
       .executeTakeFirst();
     if (!invited) return null;
+    enforceMfa();
     await tx
       .updateTable('members')
       .set({ issuer: identity.issuer, subject: identity.subject, status: 'active' })

@@ -33,7 +33,7 @@ export async function createTenant(
       const now = core.now();
       await tx
         .insertInto('tenants')
-        .values({ id: tenantId, name, status: 'active', kek_name: kekName(tenantId), created_at: now })
+        .values({ id: tenantId, name, status: 'active', kek_name: kekName(tenantId), created_at: now, require_mfa: 0 })
         .execute();
       await insertTenantKeys(tx, tenantId, keys, now);
       await auditInTx(tx, batch, core, principal, meta, {
@@ -50,13 +50,47 @@ export async function createTenant(
   }
 }
 
-export async function getTenant(core: Core, principal: Principal, meta: RequestMeta, tenantId: string) {
-  authorize(principal, 'tenant.read', { tenantId });
-  const row = await core.db.reader
+export interface TenantView {
+  tenantId: string;
+  name: string;
+  status: string;
+  requireMfa: boolean;
+  createdAt: string;
+}
+
+async function readTenant(db: Core['db']['reader'], tenantId: string): Promise<TenantView> {
+  const row = await db
     .selectFrom('tenants')
-    .select(['id', 'name', 'status', 'created_at'])
+    .select(['id', 'name', 'status', 'require_mfa', 'created_at'])
     .where('id', '=', tenantId)
     .executeTakeFirstOrThrow();
+  return { tenantId: row.id, name: row.name, status: row.status, requireMfa: row.require_mfa === 1, createdAt: new Date(Number(row.created_at)).toISOString() };
+}
+
+export async function getTenant(core: Core, principal: Principal, meta: RequestMeta, tenantId: string): Promise<TenantView> {
+  authorize(principal, 'tenant.read', { tenantId });
+  const tenant = await readTenant(core.db.reader, tenantId);
   await auditRead(core, principal, meta, { tenantId, action: 'tenant.read', target: plainTarget(`tenant:${tenantId}`), result: 'ok' });
-  return { tenantId: row.id, name: row.name, status: row.status, createdAt: new Date(Number(row.created_at)).toISOString() };
+  return tenant;
+}
+
+/** Changes the tenant's security policy: whether members must sign in with a second factor. */
+export async function updateTenantPolicy(
+  core: Core,
+  principal: Principal,
+  meta: RequestMeta,
+  tenantId: string,
+  policy: { requireMfa: boolean },
+): Promise<TenantView> {
+  authorize(principal, 'tenant.update', { tenantId });
+  return core.committer.submit(tenantId, async (tx, batch) => {
+    await tx.updateTable('tenants').set({ require_mfa: policy.requireMfa ? 1 : 0 }).where('id', '=', tenantId).execute();
+    await auditInTx(tx, batch, core, principal, meta, {
+      tenantId,
+      action: 'tenant.policy',
+      target: plainTarget(`tenant:${tenantId} requireMfa:${policy.requireMfa}`),
+      result: 'ok',
+    });
+    return readTenant(tx, tenantId);
+  });
 }

@@ -3,6 +3,7 @@ import type { ApiKeyScope, MemberRole, Principal } from '../core/context.js';
 
 export type Action =
   | 'tenant.read'
+  | 'tenant.update'
   | 'records.read'
   | 'records.write'
   | 'collections.write'
@@ -14,6 +15,7 @@ export type Action =
 /** The API-key scope each action needs. Anything not listed is denied. */
 const SCOPE_FOR: Record<Action, ApiKeyScope> = {
   'tenant.read': 'read',
+  'tenant.update': 'admin',
   'records.read': 'read',
   'records.write': 'write',
   'collections.write': 'admin',

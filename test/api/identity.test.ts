@@ -148,6 +148,33 @@ for (const driver of DRIVERS) {
       assert.ok(events.some((e) => e.action === 'record.put' && e.actor === claims[0]!.actor));
     });
 
+    test('a tenant that requires MFA refuses members without a second factor, with a code that says so', async () => {
+      const policy = await h.call('PATCH', `/v1/tenants/${a.tenantId}`, { key: a.apiKey, body: { requireMfa: true } });
+      assert.equal(policy.status, 200, policy.text);
+      assert.equal(policy.json.requireMfa, true);
+      try {
+        const passwordOnly = await call('GET', `/v1/tenants/${a.tenantId}`, await oidcToken({ sub: 'alice-oidc', amr: ['pwd'] }));
+        assert.equal(passwordOnly.status, 403);
+        assert.equal(passwordOnly.json.error.code, 'mfa_required');
+        assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, await oidcToken({ sub: 'alice-oidc', amr: ['pwd', 'otp'] }))).status, 200);
+        const firebaseMfa = await firebaseToken({ sub: 'bob-firebase-uid', firebase: { sign_in_provider: 'password', sign_in_second_factor: 'phone' } });
+        assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, firebaseMfa)).status, 200);
+        const firebasePassword = await firebaseToken({ sub: 'bob-firebase-uid', firebase: { sign_in_provider: 'password' } });
+        assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, firebasePassword)).status, 403);
+        const stranger = await oidcToken({ sub: 'mallory', amr: ['pwd'] });
+        assert.equal((await call('GET', `/v1/tenants/${a.tenantId}`, stranger)).status, 404, 'strangers learn nothing of the policy');
+        assert.equal((await h.call('GET', `/v1/tenants/${a.tenantId}`, { key: a.apiKey })).status, 200, 'API keys are machine credentials');
+      } finally {
+        await h.call('PATCH', `/v1/tenants/${a.tenantId}`, { key: a.apiKey, body: { requireMfa: false } });
+      }
+    });
+
+    test('members cannot change the policy; admins can', async () => {
+      const alice = await oidcToken({ sub: 'alice-oidc' });
+      assert.equal((await call('PATCH', `/v1/tenants/${a.tenantId}`, alice, { requireMfa: true })).status, 403);
+      assert.equal((await h.call('PATCH', `/v1/tenants/${a.tenantId}`, { key: a.apiKey, body: { requireMfa: 'yes' } })).status, 400);
+    });
+
     test('no token reaches a log line', () => {
       for (const token of used) {
         const signature = token.split('.')[2] ?? token;

@@ -36,6 +36,7 @@ const KNOWN_ROUTES = [
  * reaches authorization. A new write route needs an entry here.
  */
 const BODIES: Record<string, unknown> = {
+  'PATCH /v1/tenants/{tenantId}': { requireMfa: true },
   'POST /v1/tenants/{tenantId}/api-keys': { scopes: ['admin'] },
   'POST /v1/tenants/{tenantId}/members': { email: 'intruder@example.com', role: 'owner' },
   'PUT /v1/tenants/{tenantId}/collections/{collection}': { indexes: [] },

@@ -1,11 +1,18 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../../core/context.js';
-import { getTenant } from '../../core/tenants.js';
+import { getTenant, updateTenantPolicy } from '../../core/tenants.js';
 import { metaOf, principalOf } from '../request-context.js';
-import { TenantParams, withErrors } from '../schemas.js';
+import { Strict, TenantParams, withErrors } from '../schemas.js';
 
-const Tenant = Type.Object({ tenantId: Type.String(), name: Type.String(), status: Type.String(), createdAt: Type.String({ format: 'date-time' }) });
+const Tenant = Type.Object({
+  tenantId: Type.String(),
+  name: Type.String(),
+  status: Type.String(),
+  requireMfa: Type.Boolean({ description: 'members must sign in with a second factor' }),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+const PolicyBody = Strict({ requireMfa: Type.Boolean() });
 
 export async function tenantRoutes(app: FastifyInstance, { core }: { core: Core }): Promise<void> {
   app.get(
@@ -14,6 +21,22 @@ export async function tenantRoutes(app: FastifyInstance, { core }: { core: Core 
     async (request) => {
       const { tenantId } = request.params as Static<typeof TenantParams>;
       return getTenant(core, principalOf(request), metaOf(request), tenantId);
+    },
+  );
+  app.patch(
+    '/v1/tenants/:tenantId',
+    {
+      schema: {
+        summary: "Change the tenant's security policy",
+        tags: ['tenants'],
+        params: TenantParams,
+        body: PolicyBody,
+        response: withErrors({ 200: Tenant }),
+      },
+    },
+    async (request) => {
+      const { tenantId } = request.params as Static<typeof TenantParams>;
+      return updateTenantPolicy(core, principalOf(request), metaOf(request), tenantId, request.body as Static<typeof PolicyBody>);
     },
   );
 }

@@ -148,6 +148,13 @@ function memberIdentity(dialect: Dialect): Migration {
   };
 }
 
+/** A tenant may require its members to sign in with a second factor. */
+const tenantMfaPolicy: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('tenants').addColumn('require_mfa', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect), '0002_member_identity': memberIdentity(dialect) };
+  return { '0001_initial': initial(dialect), '0002_member_identity': memberIdentity(dialect), '0003_tenant_mfa_policy': tenantMfaPolicy };
 }

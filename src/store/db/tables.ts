@@ -9,6 +9,8 @@ export interface TenantsTable {
   status: string;
   kek_name: string;
   created_at: number;
+  /** 1 when members must present evidence of a second factor. */
+  require_mfa: number;
 }
 
 /** Per tenant: the heads of its audit hash chain and of its change log. */
