@@ -78,6 +78,13 @@ export class PayloadTooLargeError extends StrongroomError {
   }
 }
 
+/** Too many failed attempts; `retryAfterSeconds` goes in the Retry-After header. */
+export class RateLimitedError extends StrongroomError {
+  constructor(readonly retryAfterSeconds: number) {
+    super('rate_limited', 'too many failed authentication attempts; retry later');
+  }
+}
+
 export class UnavailableError extends StrongroomError {
   constructor(message: string) {
     super('unavailable', message);

@@ -72,6 +72,11 @@ export const ConfigSchema = Obj({
     /** Extra CA certificates (PEM) trusted when fetching issuers' keys, for identity providers on a private CA. */
     caFile: Path,
     clockSkewSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+    /** Failed authentications allowed per source address, and per claimed credential, in each window. */
+    failureLimit: Obj({
+      maxFailures: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
+      windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+    }),
   }),
   keys: Obj({
     dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),

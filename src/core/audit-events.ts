@@ -77,3 +77,16 @@ export function auditKeyUse(core: Core, tenantId: string, keyId: number): Promis
     result: 'ok',
   });
 }
+
+const ANONYMOUS: Actor = { kind: 'system', name: 'unauthenticated' };
+
+/**
+ * Records a failed authentication against a tenant that exists, in its own chain, so the tenant
+ * sees attempts on its data. `credential` names what was presented (an API key id, a token's
+ * issuer), never a secret; `reason` is the verifier's, e.g. expired or bad_signature.
+ */
+export async function auditAuthFailure(core: Core, tenantId: string, meta: RequestMeta, credential: string, reason: string): Promise<void> {
+  const tenant = await core.db.reader.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
+  if (!tenant) return;
+  await auditRead(core, ANONYMOUS, meta, { tenantId, action: 'auth.failed', target: plainTarget(`${credential} reason:${reason}`), result: 'denied' });
+}

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { StrongroomError, type ErrorCode } from '../errors.js';
+import { RateLimitedError, StrongroomError, type ErrorCode } from '../errors.js';
 import { isDatabaseUnavailable } from '../store/db/unavailable.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 
@@ -67,6 +67,7 @@ export function handleError(error: FastifyError | StrongroomError, request: Fast
   const { status, code, message } = classify(error);
   if (status >= 500) request.log.error({ err: error }, 'request failed');
   if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  if (error instanceof RateLimitedError) void reply.header('retry-after', String(error.retryAfterSeconds));
   void reply.code(status).send(errorBody(code, message, request.id));
 }
 

@@ -6,6 +6,7 @@ import { authenticateApiKey } from '../core/api-keys.js';
 import type { Core, Principal, RequestMeta, VerifiedIdentity } from '../core/context.js';
 import { resolveMember } from '../core/members.js';
 import { NotFoundError, UnauthenticatedError } from '../errors.js';
+import { FailureLimiter } from './failure-limiter.js';
 import { createFirebaseVerifier, type FirebaseVerifier } from './firebase-token.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc-token.js';
 
@@ -13,6 +14,7 @@ const BEARER = /^Bearer ([\x21-\x7e]{1,16384})$/;
 
 /** The identity providers this deployment trusts, built once from the configuration. */
 export interface Authenticator {
+  failures: FailureLimiter;
   firebase: FirebaseVerifier | null;
   firebaseIssuer: string | null;
   oidc: OidcVerifier | null;
@@ -27,10 +29,11 @@ function fetchTrusting(caFile: string | null): typeof fetch | undefined {
   return trusting as unknown as typeof fetch;
 }
 
-export function createAuthenticator(auth: Config['auth'], now?: () => number): Authenticator {
+export function createAuthenticator(auth: Config['auth'], now: () => number = Date.now): Authenticator {
   const fetchImpl = fetchTrusting(auth.caFile);
   const { firebase, oidc } = auth;
   return {
+    failures: new FailureLimiter(auth.failureLimit.maxFailures, auth.failureLimit.windowSeconds * 1000, now),
     firebase: firebase.projectId
       ? createFirebaseVerifier({
           projectId: firebase.projectId,
@@ -38,7 +41,7 @@ export function createAuthenticator(auth: Config['auth'], now?: () => number): A
           emulatorHost: firebase.emulatorHost,
           clockSkewSeconds: auth.clockSkewSeconds,
           ...(fetchImpl ? { fetch: fetchImpl } : {}),
-          ...(now ? { now } : {}),
+          now,
         })
       : null,
     firebaseIssuer: firebase.projectId ? `https://securetoken.google.com/${firebase.projectId}` : null,
@@ -48,7 +51,7 @@ export function createAuthenticator(auth: Config['auth'], now?: () => number): A
             issuers: oidc.issuers,
             clockSkewSeconds: auth.clockSkewSeconds,
             ...(fetchImpl ? { fetch: fetchImpl } : {}),
-            ...(now ? { now } : {}),
+            now,
           })
         : null,
   };
@@ -96,4 +99,24 @@ export async function authenticate(
   const member = tenantId ? await resolveMember(core, tenantId, identity, meta) : null;
   if (!member) throw new NotFoundError('tenant not found');
   return member;
+}
+
+const API_KEY_ID = /^sr_([a-z2-7]{16})_/;
+
+/**
+ * What a credential claims to be, before it is verified: the API key id, or the token's issuer and
+ * subject. For rate limits and audit events only; never trusted for access.
+ */
+export function claimedCredential(authorization: string | undefined): string {
+  const credential = authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
+  if (!credential) return 'none';
+  const keyId = API_KEY_ID.exec(credential)?.[1];
+  if (keyId) return `api-key:${keyId}`;
+  try {
+    const { iss, sub } = decodeJwt(credential);
+    if (typeof iss === 'string' && typeof sub === 'string') return `token:${iss.slice(0, 200)}#${sub.slice(0, 128)}`;
+  } catch {
+    // Not a JWT.
+  }
+  return 'unrecognised';
 }

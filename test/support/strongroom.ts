@@ -88,7 +88,13 @@ export interface Harness {
 
 export async function startHarness(driver: Driver, extra: { now?: () => number; env?: Record<string, string> } = {}): Promise<Harness> {
   const dataDir = mkdtempSync(join(tmpdir(), 'strongroom-test-'));
-  const env: Record<string, string> = { STRONGROOM_SERVER__PORT: '0', STRONGROOM_LOG__LEVEL: 'info', ...extra.env };
+  const env: Record<string, string> = {
+    STRONGROOM_SERVER__PORT: '0',
+    STRONGROOM_LOG__LEVEL: 'info',
+    // Every test request comes from 127.0.0.1; the failure limit has its own test.
+    STRONGROOM_AUTH__FAILURE_LIMIT__MAX_FAILURES: '10000',
+    ...extra.env,
+  };
   if (driver === 'postgres') {
     env.STRONGROOM_DATABASE__DRIVER = 'postgres';
     env.STRONGROOM_DATABASE__POSTGRES__URL = await freshPostgresUrl();
