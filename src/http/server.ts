@@ -31,6 +31,12 @@ export async function startServer(config: Config, core: Core, logger: Logger): P
     const local = await ensureLocalTls(join(config.dataDir, 'tls'), { hostnames: [server.publicHost] });
     ({ certFile, keyFile, caCertFile } = local);
   }
+  if (config.auth.firebase.emulatorHost) {
+    logger.warn(
+      { emulatorHost: config.auth.firebase.emulatorHost },
+      'FIREBASE AUTH EMULATOR MODE: unsigned ID tokens are accepted. Never use this with real data.',
+    );
+  }
   const pair = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
   const app = await buildApp({
     core,

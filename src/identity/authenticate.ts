@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { authenticateApiKey } from '../core/api-keys.js';
 import type { Core, Principal, RequestMeta, VerifiedIdentity } from '../core/context.js';
 import { resolveMember } from '../core/members.js';
-import { NotFoundError, UnauthenticatedError } from '../errors.js';
+import { NotFoundError, UnauthenticatedError, UnavailableError } from '../errors.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { createFirebaseVerifier, type FirebaseVerifier } from './firebase-token.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc-token.js';
@@ -67,7 +67,22 @@ function peekIssuer(token: string): string | null {
   }
 }
 
+/** The provider's keys could not be fetched: the token may be fine, so the caller should retry, not sign out. */
+const PROVIDER_DOWN = new Set(['keys_unavailable', 'discovery_failed']);
+
 async function verifyIdentity(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
+  try {
+    return await verifyWithProvider(authenticator, token);
+  } catch (error) {
+    const reason = (error as { reason?: unknown }).reason;
+    if (typeof reason === 'string' && PROVIDER_DOWN.has(reason)) {
+      throw new UnavailableError('the identity provider cannot be reached; retry later');
+    }
+    throw error;
+  }
+}
+
+async function verifyWithProvider(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
   if (authenticator.firebase && peekIssuer(token) === authenticator.firebaseIssuer) {
     const who = await authenticator.firebase.verify(token);
     return { issuer: who.issuer, subject: who.subject, email: who.email, emailVerified: who.emailVerified, mfa: who.signInSecondFactor !== null };

@@ -10,6 +10,8 @@ import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/st
 
 const PROJECT = 'demo-strongroom';
 const AUDIENCE = 'strongroom-api';
+/** A configured issuer nothing listens for. */
+const DEAD_ISSUER = 'https://localhost:1/realms/gone';
 
 after(stopPostgres);
 
@@ -73,7 +75,10 @@ for (const driver of DRIVERS) {
     before(async () => {
       h = await startHarness(driver, {
         env: {
-          STRONGROOM_AUTH__OIDC__ISSUERS: JSON.stringify([{ issuer: issuer.issuer, audiences: [AUDIENCE] }]),
+          STRONGROOM_AUTH__OIDC__ISSUERS: JSON.stringify([
+            { issuer: issuer.issuer, audiences: [AUDIENCE] },
+            { issuer: DEAD_ISSUER, audiences: [AUDIENCE] },
+          ]),
           STRONGROOM_AUTH__FIREBASE__PROJECT_ID: PROJECT,
           STRONGROOM_AUTH__FIREBASE__CERTS_URL: certsUrl,
           STRONGROOM_AUTH__CA_FILE: caFile,
@@ -173,6 +178,12 @@ for (const driver of DRIVERS) {
       const alice = await oidcToken({ sub: 'alice-oidc' });
       assert.equal((await call('PATCH', `/v1/tenants/${a.tenantId}`, alice, { requireMfa: true })).status, 403);
       assert.equal((await h.call('PATCH', `/v1/tenants/${a.tenantId}`, { key: a.apiKey, body: { requireMfa: 'yes' } })).status, 400);
+    });
+
+    test('an identity provider that cannot be reached gives 503, not 401: the token may be fine', async () => {
+      const res = await call('GET', `/v1/tenants/${a.tenantId}`, await oidcToken({ sub: 'alice-oidc', iss: DEAD_ISSUER }));
+      assert.equal(res.status, 503, res.text);
+      assert.equal(res.json.error.code, 'unavailable');
     });
 
     test('no token reaches a log line', () => {
