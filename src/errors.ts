@@ -10,7 +10,6 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'precondition_failed'
-  | 'precondition_required'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'rate_limited'

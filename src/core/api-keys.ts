@@ -12,6 +12,11 @@ import { randomId } from './ids.js';
  * and stored only as its SHA-256, which is enough for a secret of 256 bits.
  */
 const API_KEY = /^sr_([a-z2-7]{16})_([A-Za-z0-9_-]{43})$/;
+
+/** The key id a presented credential claims, unverified: for rate limits and audit events only. */
+export function claimedApiKeyId(presented: string): string | null {
+  return /^sr_([a-z2-7]{16})_/.exec(presented)?.[1] ?? null;
+}
 export const API_KEY_ID = /^[a-z2-7]{16}$/;
 export const SCOPES: readonly ApiKeyScope[] = ['read', 'write', 'admin'];
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { Config } from '../config/schema.js';
-import { authenticateApiKey } from '../core/api-keys.js';
+import { authenticateApiKey, claimedApiKeyId } from '../core/api-keys.js';
 import type { Core, Principal, RequestMeta, VerifiedIdentity } from '../core/context.js';
 import { resolveMember } from '../core/members.js';
 import { NotFoundError, UnauthenticatedError, UnavailableError } from '../errors.js';
@@ -116,8 +116,6 @@ export async function authenticate(
   return member;
 }
 
-const API_KEY_ID = /^sr_([a-z2-7]{16})_/;
-
 /**
  * What a credential claims to be, before it is verified: the API key id, or the token's issuer and
  * subject. For rate limits and audit events only; never trusted for access.
@@ -125,7 +123,7 @@ const API_KEY_ID = /^sr_([a-z2-7]{16})_/;
 export function claimedCredential(authorization: string | undefined): string {
   const credential = authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
   if (!credential) return 'none';
-  const keyId = API_KEY_ID.exec(credential)?.[1];
+  const keyId = claimedApiKeyId(credential);
   if (keyId) return `api-key:${keyId}`;
   try {
     const { iss, sub } = decodeJwt(credential);
