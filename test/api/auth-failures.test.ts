@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startHarness, type Harness } from '../support/strongroom.js';
+import { apiKeyParts, startHarness, type Harness } from '../support/strongroom.js';
 
 let h: Harness;
 let a: { tenantId: string; apiKey: string };
@@ -22,10 +22,10 @@ test("failed authentications against a tenant are audited in that tenant's chain
   const audit = await h.call('GET', `/v1/tenants/${a.tenantId}/audit?limit=500`, { key: a.apiKey });
   const failed = audit.json.events.filter((e: { action: string }) => e.action === 'auth.failed');
   assert.equal(failed.length, 1);
-  const keyId = a.apiKey.split('_')[1]!;
+  const keyId = apiKeyParts(a.apiKey).keyId;
   assert.equal(failed[0].target, `api-key:${keyId} reason:invalid`);
   assert.equal(failed[0].result, 'denied');
-  assert.ok(!audit.text.includes(wrongSecret(a.apiKey).split('_')[2]!));
+  assert.ok(!audit.text.includes(apiKeyParts(wrongSecret(a.apiKey)).secret));
 });
 
 test('after too many failures from one source, every attempt from it gets 429 with Retry-After until the window ends', async () => {

@@ -6,18 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { databaseFiles, describeFound, filesUnder, scanFiles } from '../support/disk-scan.js';
-import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
+import { apiKeyParts, DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
 after(stopPostgres);
-
-const KEY = /^sr_([a-z2-7]{16})_([A-Za-z0-9_-]{43})$/;
-
-/** The parts of `sr_<key id>_<secret>`. */
-function split(apiKey: string): { keyId: string; secret: string } {
-  const match = KEY.exec(apiKey);
-  assert.ok(match, `an API key looks like sr_<key id>_<secret>: ${apiKey}`);
-  return { keyId: match[1]!, secret: match[2]! };
-}
 
 for (const driver of DRIVERS) {
   describe(`no API key secret in logs or storage on ${driver}`, () => {
@@ -50,7 +41,7 @@ for (const driver of DRIVERS) {
         created[name] = res.json.apiKey as string;
         keys.push(res.json.apiKey as string);
       }
-      const revokedId = split(created.revoked!).keyId;
+      const revokedId = apiKeyParts(created.revoked!).keyId;
       assert.equal((await call('DELETE', `${t}/api-keys/${revokedId}`, { key: owner.apiKey })).status, 204);
 
       // Valid calls.
@@ -62,7 +53,7 @@ for (const driver of DRIVERS) {
       assert.equal((await call('GET', `${t}/audit`, { key: owner.apiKey })).status, 200);
 
       // Failed authentication: a right key id with a wrong secret, and the other way round.
-      const { keyId, secret } = split(created.read!);
+      const { keyId, secret } = apiKeyParts(created.read!);
       const wrongSecret = `sr_${keyId}_${randomBytes(32).toString('base64url')}`;
       const wrongId = `sr_${'a'.repeat(16)}_${secret}`;
       keys.push(wrongSecret, wrongId);
@@ -94,7 +85,7 @@ for (const driver of DRIVERS) {
     });
     after(() => h.close());
 
-    const needles = () => keys.flatMap((k) => [k, split(k).secret]);
+    const needles = () => keys.flatMap((k) => [k, apiKeyParts(k).secret]);
 
     test('the session exercised successes, failed authentication and errors', () => {
       for (const status of [200, 201, 204, 400, 401, 403, 404]) assert.ok(statuses.includes(status), `a ${status} answer`);
@@ -109,7 +100,7 @@ for (const driver of DRIVERS) {
     });
 
     test('no API key nor its secret is stored in the database files nor the data directory, though the key ids are', async () => {
-      const keyIds = keys.slice(0, 6).map((k) => split(k).keyId);
+      const keyIds = keys.slice(0, 6).map((k) => apiKeyParts(k).keyId);
       const files = [...new Set([...(await databaseFiles(h)), ...filesUnder(h.config.dataDir)])];
       const scan = scanFiles(files, [...needles(), ...keyIds]);
       for (const keyId of keyIds) assert.ok(scan.found.has(keyId), `the key id ${keyId}, not secret, is found in the database (${scan.files} files)`);

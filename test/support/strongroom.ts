@@ -14,6 +14,13 @@ import { prepareDataDir } from '../../src/cli/runtime.js';
 import { createDatabase, startPostgres, type PostgresCluster } from './postgres.js';
 
 export type Driver = 'sqlite' | 'postgres';
+
+/** The parts of `sr_<key id>_<secret>`; the base64url secret may itself contain `_`. */
+export function apiKeyParts(apiKey: string): { keyId: string; secret: string } {
+  const match = /^sr_([a-z2-7]{16})_([A-Za-z0-9_-]{43})$/.exec(apiKey);
+  if (!match) throw new Error(`not an API key of the form sr_<key id>_<secret>`);
+  return { keyId: match[1]!, secret: match[2]! };
+}
 export const DRIVERS: Driver[] = ['sqlite', 'postgres'];
 
 let cluster: Promise<PostgresCluster> | undefined;
