@@ -48,8 +48,8 @@ export class ForbiddenError extends StrongroomError {
 
 /** The tenant requires a second factor and the caller's token carries no evidence of one. */
 export class MfaRequiredError extends StrongroomError {
-  constructor() {
-    super('mfa_required', 'this tenant requires multi-factor authentication: sign in with a second factor');
+  constructor(message = 'this tenant requires multi-factor authentication: sign in with a second factor') {
+    super('mfa_required', message);
   }
 }
 

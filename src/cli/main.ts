@@ -15,7 +15,7 @@ process.umask(0o077);
 /** Output for the person at the terminal; logs go to standard error through the logger. */
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
-const OPERATOR = { kind: 'operator', name: 'cli' } as const;
+const CLI_ACTOR = { kind: 'system', name: 'cli' } as const;
 const CLI_META = { requestId: 'cli', sourceIp: 'local' };
 
 function port(value: string): number {
@@ -88,7 +88,7 @@ tenant
     const core = await openCore(config);
     try {
       const { createTenant } = await import('../core/tenants.js');
-      const created = await createTenant(core, OPERATOR, CLI_META, name);
+      const created = await createTenant(core, CLI_ACTOR, CLI_META, name);
       if (options.json) say(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
       else say(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
     } finally {

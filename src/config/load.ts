@@ -102,7 +102,26 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const withDefaults = Value.Default(ConfigSchema, raw);
   const error = firstError(withDefaults);
   if (error) throw error;
+  checkConsistency(withDefaults as Config);
   return resolvePaths(withDefaults as Config);
+}
+
+/** Rules that span keys, which the schema alone cannot say. */
+function checkConsistency(config: Config): void {
+  const { firebase, oidc } = config.auth;
+  if (config.mode === 'production' && firebase.emulatorHost !== null) {
+    throw new ConfigError('auth.firebase.emulatorHost', 'the Firebase Auth emulator is not allowed in production mode');
+  }
+  const trusted = new Set(oidc.issuers.map((i) => i.issuer));
+  if (firebase.projectId) trusted.add(`https://securetoken.google.com/${firebase.projectId}`);
+  config.operators.identities.forEach((identity, i) => {
+    if ((identity.subject === undefined) === (identity.emailDomain === undefined)) {
+      throw new ConfigError(`operators.identities.${i}`, 'needs exactly one of subject or emailDomain');
+    }
+    if (!trusted.has(identity.issuer)) {
+      throw new ConfigError(`operators.identities.${i}.issuer`, 'is not a trusted issuer (auth.firebase.projectId or auth.oidc.issuers)');
+    }
+  });
 }
 
 function resolvePaths(config: Config): Config {

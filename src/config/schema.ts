@@ -9,7 +9,14 @@ const Obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) =>
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 const Path = Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null });
 
+/** `amr` values (RFC 8176) that count as a second factor, unless configured otherwise. */
+export const DEFAULT_MFA_AMR_VALUES = ['mfa', 'otp', 'hwk', 'swk', 'sms', 'totp', 'fido', 'webauthn'];
+
+const OperatorRole = Type.Union([Type.Literal('sre'), Type.Literal('security'), Type.Literal('support')]);
+
 export const ConfigSchema = Obj({
+  /** `production` refuses settings meant only for development, such as the Firebase Auth emulator. */
+  mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
   /** Where the embedded default keeps its database, key store and certificates. */
   dataDir: Type.String({ minLength: 1, default: '.strongroom' }),
   server: Obj({
@@ -76,6 +83,29 @@ export const ConfigSchema = Obj({
     failureLimit: Obj({
       maxFailures: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
       windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+    }),
+  }),
+  /**
+   * The deployment's staff, a realm apart from tenants' members. Each entry names a trusted issuer and
+   * either one subject or a verified e-mail domain, with its roles. Operators must sign in with MFA.
+   */
+  operators: Obj({
+    identities: Type.Array(
+      Type.Object(
+        {
+          issuer: Type.String({ pattern: '^https://' }),
+          subject: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+          emailDomain: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]{1,253}$' })),
+          roles: Type.Array(OperatorRole, { minItems: 1, uniqueItems: true }),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [] },
+    ),
+    /** Which claims prove a second factor for operators: OIDC `amr` values, Firebase `sign_in_second_factor` values. */
+    mfaClaims: Obj({
+      amr: Type.Array(Type.String({ minLength: 1 }), { default: DEFAULT_MFA_AMR_VALUES }),
+      firebaseSecondFactors: Type.Array(Type.String({ minLength: 1 }), { default: ['phone', 'totp'] }),
     }),
   }),
   keys: Obj({

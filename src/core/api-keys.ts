@@ -3,7 +3,7 @@ import { BadRequestError, NotFoundError, UnauthenticatedError } from '../errors.
 import { authorize } from '../policy/authorize.js';
 import type { BatchState, Tx } from '../store/db/group-commit.js';
 import type { ApiKeyScope, Core, Principal, RequestMeta } from './context.js';
-import { auditInTx, plainTarget } from './audit-events.js';
+import { auditInTx, plainTarget, type Actor } from './audit-events.js';
 import { randomId } from './ids.js';
 
 /**
@@ -42,7 +42,7 @@ export async function insertApiKey(
   tx: Tx,
   batch: BatchState,
   core: Core,
-  principal: Principal,
+  actor: Actor,
   meta: RequestMeta,
   tenantId: string,
   scopes: ApiKeyScope[],
@@ -63,7 +63,7 @@ export async function insertApiKey(
       revoked_at: null,
     })
     .execute();
-  await auditInTx(tx, batch, core, principal, meta, {
+  await auditInTx(tx, batch, core, actor, meta, {
     tenantId,
     action: 'api_key.create',
     target: plainTarget(`api-key:${keyId}`),

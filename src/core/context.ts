@@ -24,10 +24,21 @@ export interface Core {
 export type Principal =
   | { kind: 'api_key'; tenantId: string; keyId: string; scopes: ApiKeyScope[] }
   | { kind: 'member'; tenantId: string; memberId: string; role: MemberRole }
-  | { kind: 'operator'; name: string };
+  | { kind: 'operator'; operatorId: string; roles: OperatorRole[]; grant: ActiveGrant | null };
 
 export type ApiKeyScope = 'read' | 'write' | 'admin';
 export type MemberRole = 'owner' | 'admin' | 'member' | 'viewer';
+/** The deployment's staff: none of these roles reads tenant data without an approved grant. */
+export type OperatorRole = 'sre' | 'security' | 'support';
+export type GrantScope = 'read' | 'read-write';
+
+/** An approved, unexpired access grant of one operator to one tenant's data. */
+export interface ActiveGrant {
+  tenantId: string;
+  requestId: string;
+  scope: GrantScope;
+  expiresAt: number;
+}
 
 /** A person proven by an identity provider's token; the token itself is never kept. */
 export interface VerifiedIdentity {
@@ -35,8 +46,11 @@ export interface VerifiedIdentity {
   subject: string;
   email: string | null;
   emailVerified: boolean;
-  /** The token carries evidence of a second factor. */
+  /** The token carries evidence of a second factor, by its provider's configured mapping. */
   mfa: boolean;
+  /** The raw second-factor claims, for realms with their own mapping: OIDC `amr`, Firebase `sign_in_second_factor`. */
+  amr: string[];
+  secondFactor: string | null;
 }
 
 /** Where a request came from, for the audit log. */
@@ -52,6 +66,6 @@ export function actorName(principal: Principal): string {
     case 'member':
       return `member:${principal.memberId}`;
     case 'operator':
-      return `operator:${principal.name}`;
+      return principal.grant ? `operator:${principal.operatorId} grant:${principal.grant.requestId}` : `operator:${principal.operatorId}`;
   }
 }

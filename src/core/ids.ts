@@ -5,7 +5,10 @@ const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
 /** Lower-case base32 of fresh random bytes: safe in URLs, key names and file names. */
 export function randomId(bytes: number): string {
-  const input = randomBytes(bytes);
+  return base32(randomBytes(bytes));
+}
+
+export function base32(input: Buffer): string {
   let out = '';
   let buffer = 0;
   let bits = 0;

@@ -1,8 +1,9 @@
-import { BadRequestError } from '../errors.js';
+import { BadRequestError, NotFoundError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
+import type { TenantsTable } from '../store/db/tables.js';
 import type { Core, Principal, RequestMeta } from './context.js';
 import { insertApiKey, type NewApiKey } from './api-keys.js';
-import { auditInTx, auditRead, plainTarget } from './audit-events.js';
+import { auditInTx, auditRead, plainTarget, type Actor } from './audit-events.js';
 import { newTenantId } from './ids.js';
 import { createTenantKeys, insertTenantKeys, kekName } from './tenant-keys.js';
 
@@ -16,10 +17,10 @@ export interface NewTenant {
   apiKeyId: string;
 }
 
-/** Creates a tenant with its own KMS key, data keys and an owner API key. Operators only. */
+/** Creates a tenant with its own KMS key, data keys and an owner API key. From the CLI, on the server's machine. */
 export async function createTenant(
   core: Core,
-  principal: Extract<Principal, { kind: 'operator' }>,
+  principal: Extract<Actor, { kind: 'system' }>,
   meta: RequestMeta,
   name: string,
 ): Promise<NewTenant> {
@@ -63,8 +64,25 @@ async function readTenant(db: Core['db']['reader'], tenantId: string): Promise<T
     .selectFrom('tenants')
     .select(['id', 'name', 'status', 'require_mfa', 'created_at'])
     .where('id', '=', tenantId)
-    .executeTakeFirstOrThrow();
-  return { tenantId: row.id, name: row.name, status: row.status, requireMfa: row.require_mfa === 1, createdAt: new Date(Number(row.created_at)).toISOString() };
+    .executeTakeFirst();
+  // Operators are not bound to one tenant, so they can address one that does not exist.
+  if (!row) throw new NotFoundError('tenant not found');
+  return tenantView(row);
+}
+
+const tenantView = (row: Pick<TenantsTable, 'id' | 'name' | 'status' | 'require_mfa' | 'created_at'>): TenantView => ({
+  tenantId: row.id,
+  name: row.name,
+  status: row.status,
+  requireMfa: row.require_mfa === 1,
+  createdAt: new Date(Number(row.created_at)).toISOString(),
+});
+
+/** Every tenant's metadata, for the deployment's operators. */
+export async function listTenants(core: Core, principal: Principal): Promise<TenantView[]> {
+  authorize(principal, 'ops.read', { tenantId: null });
+  const rows = await core.db.reader.selectFrom('tenants').select(['id', 'name', 'status', 'require_mfa', 'created_at']).orderBy('created_at').execute();
+  return rows.map(tenantView);
 }
 
 export async function getTenant(core: Core, principal: Principal, meta: RequestMeta, tenantId: string): Promise<TenantView> {

@@ -9,11 +9,16 @@ import type { Authenticator } from '../identity/authenticate.js';
 import { handleError, handleFrameworkError, handleNotFound } from './errors.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 import { secureContextOptions } from './tls/tls-policy.js';
-import { registerRoutes } from './routes/index.js';
+import type { Action } from '../policy/authorize.js';
+import { registerRoutes, type RouteAction } from './routes/index.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** The authorization action the route performs; every API route names one. */
+    action?: Action;
   }
 }
 
@@ -28,7 +33,7 @@ export interface AppOptions {
 }
 
 /** The HTTPS API: TLS policy, security headers, request ids, one error shape, OpenAPI, routes. */
-export type HttpsApp = FastifyInstance<HttpsServer, IncomingMessage, ServerResponse, Logger>;
+export type HttpsApp = FastifyInstance<HttpsServer, IncomingMessage, ServerResponse, Logger> & { routeTable: RouteAction[] };
 
 export async function buildApp(options: AppOptions): Promise<HttpsApp> {
   const app = Fastify({
@@ -71,7 +76,9 @@ export async function buildApp(options: AppOptions): Promise<HttpsApp> {
       security: [{ bearer: [] }],
     },
   });
-  await app.register(registerRoutes, { core: options.core, authenticator: options.authenticator });
+  const routeTable: RouteAction[] = [];
+  app.decorate('routeTable', routeTable);
+  await app.register(registerRoutes, { core: options.core, authenticator: options.authenticator, routeTable });
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app as unknown as HttpsApp;
 }

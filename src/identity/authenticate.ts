@@ -5,15 +5,18 @@ import type { Config } from '../config/schema.js';
 import { authenticateApiKey, claimedApiKeyId } from '../core/api-keys.js';
 import type { Core, Principal, RequestMeta, VerifiedIdentity } from '../core/context.js';
 import { resolveMember } from '../core/members.js';
-import { NotFoundError, UnauthenticatedError, UnavailableError } from '../errors.js';
+import { activeGrant } from '../core/access-requests.js';
+import { ForbiddenError, MfaRequiredError, NotFoundError, UnauthenticatedError, UnavailableError } from '../errors.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { createFirebaseVerifier, type FirebaseVerifier } from './firebase-token.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc-token.js';
+import { createOperatorRealm, type OperatorRealm } from './operators.js';
 
 const BEARER = /^Bearer ([\x21-\x7e]{1,16384})$/;
 
 /** The identity providers this deployment trusts, built once from the configuration. */
 export interface Authenticator {
+  operators: OperatorRealm;
   failures: FailureLimiter;
   firebase: FirebaseVerifier | null;
   firebaseIssuer: string | null;
@@ -29,10 +32,12 @@ function fetchTrusting(caFile: string | null): typeof fetch | undefined {
   return trusting as unknown as typeof fetch;
 }
 
-export function createAuthenticator(auth: Config['auth'], now: () => number = Date.now): Authenticator {
+export function createAuthenticator(config: Pick<Config, 'auth' | 'operators'>, now: () => number = Date.now): Authenticator {
+  const { auth } = config;
   const fetchImpl = fetchTrusting(auth.caFile);
   const { firebase, oidc } = auth;
   return {
+    operators: createOperatorRealm(config.operators),
     failures: new FailureLimiter(auth.failureLimit.maxFailures, auth.failureLimit.windowSeconds * 1000, now),
     firebase: firebase.projectId
       ? createFirebaseVerifier({
@@ -85,18 +90,21 @@ async function verifyIdentity(authenticator: Authenticator, token: string): Prom
 async function verifyWithProvider(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
   if (authenticator.firebase && peekIssuer(token) === authenticator.firebaseIssuer) {
     const who = await authenticator.firebase.verify(token);
-    return { issuer: who.issuer, subject: who.subject, email: who.email, emailVerified: who.emailVerified, mfa: who.signInSecondFactor !== null };
+    const { issuer, subject, email, emailVerified, signInSecondFactor } = who;
+    return { issuer, subject, email, emailVerified, mfa: signInSecondFactor !== null, amr: [], secondFactor: signInSecondFactor };
   }
   if (authenticator.oidc && authenticator.oidc.issuerOf(token)) {
     const who = await authenticator.oidc.verify(token);
-    return { issuer: who.issuer, subject: who.subject, email: who.email, emailVerified: who.emailVerified, mfa: who.mfa };
+    const { issuer, subject, email, emailVerified, mfa, amr } = who;
+    return { issuer, subject, email, emailVerified, mfa, amr, secondFactor: null };
   }
   throw new UnauthenticatedError();
 }
 
 /**
  * Who is calling, from the Authorization header: an API key (`sr_…`, machine to machine) or an ID
- * token from a trusted provider, which must belong to a member of the tenant addressed.
+ * token from a trusted provider, which must belong to a member of the tenant addressed or to an
+ * operator. A member of the tenant is that member there, even if also an operator.
  */
 export async function authenticate(
   core: Core,
@@ -110,10 +118,17 @@ export async function authenticate(
   const credential = match[1]!;
   if (credential.startsWith('sr_')) return authenticateApiKey(core, credential);
   const identity = await verifyIdentity(authenticator, credential);
-  // Someone who is not a member sees what a stranger sees: no such tenant.
   const member = tenantId ? await resolveMember(core, tenantId, identity, meta) : null;
-  if (!member) throw new NotFoundError('tenant not found');
-  return member;
+  if (member) return member;
+  const operator = authenticator.operators.resolve(identity);
+  if (operator) {
+    if (!authenticator.operators.hasMfa(identity)) throw new MfaRequiredError('operators must sign in with a second factor');
+    const grant = tenantId ? await activeGrant(core, tenantId, operator.operatorId) : null;
+    return { kind: 'operator', ...operator, grant };
+  }
+  // Someone who is neither sees what a stranger sees: no such tenant.
+  if (tenantId) throw new NotFoundError('tenant not found');
+  throw new ForbiddenError('this is for the deployment’s operators only');
 }
 
 /**

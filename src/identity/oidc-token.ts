@@ -11,6 +11,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { ConfigError, UnauthenticatedError } from '../errors.js';
+import { DEFAULT_MFA_AMR_VALUES } from '../config/schema.js';
 import { createDiscoveryCache, fetchBoundedBody, requireHttpsUrl } from './oidc-discovery.js';
 
 /**
@@ -91,7 +92,6 @@ export class OidcTokenRejectedError extends UnauthenticatedError {
 }
 
 export const DEFAULT_ALGORITHMS = ['RS256', 'ES256'];
-export const DEFAULT_MFA_AMR_VALUES = ['mfa', 'otp', 'hwk', 'swk', 'sms', 'totp', 'fido', 'webauthn'];
 
 /** Refuses before parsing: a real ID token is 1–2 KiB, and parsing megabytes is a cheap DoS. */
 const MAX_TOKEN_CHARS = 8 * 1024;

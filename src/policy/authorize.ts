@@ -1,29 +1,48 @@
 import { ForbiddenError, NotFoundError } from '../errors.js';
-import type { ApiKeyScope, MemberRole, Principal } from '../core/context.js';
+import type { ApiKeyScope, GrantScope, MemberRole, OperatorRole, Principal } from '../core/context.js';
 
-export type Action =
-  | 'tenant.read'
-  | 'tenant.update'
-  | 'records.read'
-  | 'records.write'
-  | 'collections.write'
-  | 'api_keys.manage'
-  | 'members.read'
-  | 'members.manage'
-  | 'audit.read';
+/** Who may do an action. Whatever a rule does not list is denied. */
+export interface Rule {
+  /** The API-key scope it needs; absent: no API key may. */
+  scope?: ApiKeyScope;
+  /** Member roles that may, in their own tenant. */
+  roles: readonly MemberRole[];
+  /** Operator roles that may, in any tenant, without a grant: metadata only, never tenant data. */
+  operators: readonly OperatorRole[];
+  /** Grant scopes under which an operator may, in the granting tenant while the grant lasts. */
+  grants: readonly GrantScope[];
+}
 
-/** The API-key scope each action needs. Anything not listed is denied. */
-const SCOPE_FOR: Record<Action, ApiKeyScope> = {
-  'tenant.read': 'read',
-  'tenant.update': 'admin',
-  'records.read': 'read',
-  'records.write': 'write',
-  'collections.write': 'admin',
-  'api_keys.manage': 'admin',
-  'members.read': 'read',
-  'members.manage': 'admin',
-  'audit.read': 'admin',
-};
+const ADMINS: readonly MemberRole[] = ['owner', 'admin'];
+const WRITERS: readonly MemberRole[] = ['owner', 'admin', 'member'];
+const EVERY_ROLE: readonly MemberRole[] = ['owner', 'admin', 'member', 'viewer'];
+const EVERY_OPERATOR: readonly OperatorRole[] = ['sre', 'security', 'support'];
+
+/**
+ * The one table of who may do what. Tenant actions are about one tenant; `ops.*` actions are the
+ * operators' own, about the deployment. Approving access is for the tenant's people, not its keys:
+ * a leaked admin key must not be able to let staff in.
+ */
+export const POLICY = {
+  'tenant.read': { scope: 'read', roles: EVERY_ROLE, operators: EVERY_OPERATOR, grants: [] },
+  'tenant.update': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'records.read': { scope: 'read', roles: EVERY_ROLE, operators: [], grants: ['read', 'read-write'] },
+  'records.write': { scope: 'write', roles: WRITERS, operators: [], grants: ['read-write'] },
+  'collections.write': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'api_keys.manage': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'members.read': { scope: 'read', roles: EVERY_ROLE, operators: [], grants: [] },
+  'members.manage': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'audit.read': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'access.request': { roles: [], operators: EVERY_OPERATOR, grants: [] },
+  'access.read': { scope: 'admin', roles: ADMINS, operators: EVERY_OPERATOR, grants: [] },
+  'access.decide': { roles: ADMINS, operators: [], grants: [] },
+  'access.breakglass': { roles: [], operators: ['security'], grants: [] },
+  'access.revoke': { roles: ADMINS, operators: EVERY_OPERATOR, grants: [] },
+  'ops.read': { roles: [], operators: EVERY_OPERATOR, grants: [] },
+} as const satisfies Record<string, Rule>;
+
+export type Action = keyof typeof POLICY;
+export const ACTIONS = Object.keys(POLICY) as Action[];
 
 const SCOPES_IMPLIED: Record<ApiKeyScope, ApiKeyScope[]> = {
   read: ['read'],
@@ -31,27 +50,34 @@ const SCOPES_IMPLIED: Record<ApiKeyScope, ApiKeyScope[]> = {
   admin: ['read', 'write', 'admin'],
 };
 
-const ROLE_SCOPE: Record<MemberRole, ApiKeyScope[]> = {
-  owner: ['read', 'write', 'admin'],
-  admin: ['read', 'write', 'admin'],
-  member: ['read', 'write'],
-  viewer: ['read'],
-};
-
-export function grantedScopes(scopes: ApiKeyScope[]): Set<ApiKeyScope> {
+function grantedScopes(scopes: ApiKeyScope[]): Set<ApiKeyScope> {
   return new Set(scopes.flatMap((s) => SCOPES_IMPLIED[s]));
 }
 
+function operatorMay(principal: Extract<Principal, { kind: 'operator' }>, rule: Rule, tenantId: string | null): boolean {
+  if (principal.roles.some((role) => rule.operators.includes(role))) return true;
+  const grant = principal.grant;
+  return grant !== null && grant.tenantId === tenantId && rule.grants.includes(grant.scope);
+}
+
 /**
- * The one authorization decision: deny by default. A principal of another tenant gets NotFound,
- * so a tenant id that exists cannot be told apart from one that does not. Operators get nothing
- * here: their access to tenant data comes with approved grants.
+ * The one authorization decision: deny by default. `tenantId` is the tenant addressed, or null for
+ * the deployment's own (`ops.*`) resources. A principal of another tenant gets NotFound, so a tenant
+ * id that exists cannot be told apart from one that does not.
  */
-export function authorize(principal: Principal, action: Action, resource: { tenantId: string }): void {
-  if (principal.kind === 'operator') throw new ForbiddenError('operators need an approved access grant');
+export function authorize(principal: Principal, action: Action, resource: { tenantId: string | null }): void {
+  const rule: Rule = POLICY[action];
+  if (principal.kind === 'operator') {
+    if (!operatorMay(principal, rule, resource.tenantId)) {
+      throw new ForbiddenError(rule.grants.length > 0 ? `operators need an approved access grant to ${action}` : `operators may not ${action}`);
+    }
+    return;
+  }
+  if (resource.tenantId === null) throw new ForbiddenError('this is for the deployment’s operators only');
   if (principal.tenantId !== resource.tenantId) throw new NotFoundError('tenant not found');
-  const needed = SCOPE_FOR[action];
-  const granted =
-    principal.kind === 'api_key' ? grantedScopes(principal.scopes) : new Set(ROLE_SCOPE[principal.role]);
-  if (!needed || !granted.has(needed)) throw new ForbiddenError(`this credential may not ${action}`);
+  const allowed =
+    principal.kind === 'api_key'
+      ? rule.scope !== undefined && grantedScopes(principal.scopes).has(rule.scope)
+      : rule.roles.includes(principal.role);
+  if (!allowed) throw new ForbiddenError(`this credential may not ${action}`);
 }

@@ -1,70 +1,21 @@
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { createServer, type Server } from 'node:https';
-import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
-import { createSigningKey, signToken as signFirebase, type SigningKey as FirebaseKey } from '../identity/google-certs-server.js';
-import { createLocalPki, signToken as signOidc, startTestIssuer, type LocalPki, type SigningKey as OidcKey, type TestIssuer } from '../identity/oidc-issuer-fixture.js';
+import { after, before, describe, test } from 'node:test';
+import { startIdentityProviders, type IdentityProviders } from '../support/identity-providers.js';
 import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
-const PROJECT = 'demo-strongroom';
-const AUDIENCE = 'strongroom-api';
 /** A configured issuer nothing listens for. */
 const DEAD_ISSUER = 'https://localhost:1/realms/gone';
 
 after(stopPostgres);
 
-/** Cleanups for fixtures that expect a TestContext, run when the file ends. */
-const cleanups: (() => unknown)[] = [];
-const fileContext = { after: (fn: () => unknown) => cleanups.push(fn) } as unknown as TestContext;
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn();
-});
-
-let pki: LocalPki;
-let issuer: TestIssuer;
-let oidcKey: OidcKey;
-let firebaseKey: FirebaseKey;
-let certsServer: Server;
-let certsUrl: string;
-let caFile: string;
-
+let idp: IdentityProviders;
 before(async () => {
-  pki = await createLocalPki();
-  cleanups.push(() => pki.remove());
-  issuer = await startTestIssuer(fileContext, pki);
-  oidcKey = await issuer.addKey('RS256');
-  firebaseKey = await createSigningKey();
-  // Google's x509 metadata format, served over TLS from the same local CA.
-  certsServer = createServer({ cert: pki.certPem, key: pki.keyPem }, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' });
-    res.end(JSON.stringify({ [firebaseKey.kid]: firebaseKey.certPem }));
-  });
-  await new Promise<void>((resolve) => certsServer.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise((resolve) => certsServer.close(resolve)));
-  certsUrl = `https://localhost:${(certsServer.address() as { port: number }).port}/certs`;
-  caFile = join(tmpdir(), `strongroom-idp-ca-${process.pid}.pem`);
-  writeFileSync(caFile, pki.caPem);
-  cleanups.push(() => rmSync(caFile, { force: true }));
+  idp = await startIdentityProviders();
 });
+after(() => idp.close());
 
-const now = () => Math.floor(Date.now() / 1000);
-
-function oidcToken(claims: Record<string, unknown>) {
-  return signOidc(oidcKey, { iss: issuer.issuer, aud: AUDIENCE, iat: now() - 5, exp: now() + 300, ...claims });
-}
-
-function firebaseToken(claims: Record<string, unknown>) {
-  return signFirebase(firebaseKey, {
-    iss: `https://securetoken.google.com/${PROJECT}`,
-    aud: PROJECT,
-    iat: now() - 5,
-    auth_time: now() - 60,
-    exp: now() + 300,
-    ...claims,
-  });
-}
+const oidcToken = (claims: Record<string, unknown>) => idp.oidcToken(claims);
+const firebaseToken = (claims: Record<string, unknown>) => idp.firebaseToken(claims);
 
 for (const driver of DRIVERS) {
   describe(`members signed in through identity providers, on ${driver}`, () => {
@@ -74,15 +25,7 @@ for (const driver of DRIVERS) {
     const used: string[] = [];
     before(async () => {
       h = await startHarness(driver, {
-        env: {
-          STRONGROOM_AUTH__OIDC__ISSUERS: JSON.stringify([
-            { issuer: issuer.issuer, audiences: [AUDIENCE] },
-            { issuer: DEAD_ISSUER, audiences: [AUDIENCE] },
-          ]),
-          STRONGROOM_AUTH__FIREBASE__PROJECT_ID: PROJECT,
-          STRONGROOM_AUTH__FIREBASE__CERTS_URL: certsUrl,
-          STRONGROOM_AUTH__CA_FILE: caFile,
-        },
+        env: idp.env([DEAD_ISSUER]),
       });
       a = await h.tenant('a');
       b = await h.tenant('b');
@@ -134,7 +77,7 @@ for (const driver of DRIVERS) {
       for (const token of [
         await oidcToken({ sub: 'alice-oidc', aud: 'another-api' }),
         await firebaseToken({ sub: 'bob-firebase-uid', aud: 'another-project', iss: 'https://securetoken.google.com/another-project' }),
-        await oidcToken({ sub: 'alice-oidc', exp: now() - 3600 }),
+        await oidcToken({ sub: 'alice-oidc', exp: Math.floor(Date.now() / 1000) - 3600 }),
         await oidcToken({ sub: 'alice-oidc', iss: 'https://evil.example/realms/test' }),
         'not-a-token',
       ]) {

@@ -29,6 +29,20 @@ test('a wrong type names the key', () => {
   assert.throws(() => loadConfig({ env: { STRONGROOM_DATABASE__DRIVER: 'mysql' } }), /database\.driver/);
 });
 
+test('rules across keys: no emulator in production; operators come from a trusted issuer, by subject or by domain', () => {
+  const emulator = { STRONGROOM_AUTH__FIREBASE__PROJECT_ID: 'demo-x', STRONGROOM_AUTH__FIREBASE__EMULATOR_HOST: '127.0.0.1:9099' };
+  assert.equal(loadConfig({ env: emulator }).auth.firebase.emulatorHost, '127.0.0.1:9099');
+  assert.throws(() => loadConfig({ env: { ...emulator, STRONGROOM_MODE: 'production' } }), /auth\.firebase\.emulatorHost: the Firebase Auth emulator is not allowed in production/);
+  const operators = (entries: unknown[]) => ({ ...emulator, STRONGROOM_OPERATORS__IDENTITIES: JSON.stringify(entries) });
+  const firebase = 'https://securetoken.google.com/demo-x';
+  assert.equal(loadConfig({ env: operators([{ issuer: firebase, subject: 'u1', roles: ['sre'] }]) }).operators.identities.length, 1);
+  assert.throws(() => loadConfig({ env: operators([{ issuer: 'https://idp.example', subject: 'u1', roles: ['sre'] }]) }), /operators\.identities\.0\.issuer: is not a trusted issuer/);
+  assert.throws(() => loadConfig({ env: operators([{ issuer: firebase, subject: 'u1', emailDomain: 'x.example', roles: ['sre'] }]) }), /operators\.identities\.0: needs exactly one/);
+  assert.throws(() => loadConfig({ env: operators([{ issuer: firebase, roles: ['sre'] }]) }), /operators\.identities\.0: needs exactly one/);
+  assert.throws(() => loadConfig({ env: operators([{ issuer: firebase, subject: 'u1', roles: ['root'] }]) }), /operators\.identities/);
+  assert.throws(() => loadConfig({ env: operators([{ issuer: firebase, subject: 'u1', roles: [] }]) }), /operators\.identities/);
+});
+
 test('secrets are masked, other values are not', () => {
   const config = loadConfig({ env: { STRONGROOM_DATABASE__POSTGRES__URL: 'postgres://u:pw@h/db' } });
   const masked = maskedConfig(config);

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { verifyAuditChain } from '../../src/audit/verify.js';
+import { requestAccess } from '../../src/core/access-requests.js';
+import type { Principal } from '../../src/core/context.js';
 import { marker } from '../support/disk-scan.js';
 import { DRIVERS, startHarness, stopPostgres, type Harness, type Response } from '../support/strongroom.js';
 import { tenantRowCounts, type TenantRowCounts } from '../support/tenant-rows.js';
@@ -30,6 +32,13 @@ const KNOWN_ROUTES = [
   'GET /v1/tenants/{tenantId}/collections/{collection}/records/{id}/versions',
   'GET /v1/tenants/{tenantId}/collections/{collection}/records',
   'GET /v1/tenants/{tenantId}/audit',
+  'POST /v1/tenants/{tenantId}/access-requests',
+  'GET /v1/tenants/{tenantId}/access-requests',
+  'POST /v1/tenants/{tenantId}/access-requests/{requestId}/approve',
+  'POST /v1/tenants/{tenantId}/access-requests/{requestId}/deny',
+  'POST /v1/tenants/{tenantId}/access-requests/{requestId}/break-glass',
+  'POST /v1/tenants/{tenantId}/access-requests/{requestId}/revoke',
+  'GET /v1/ops/tenants',
 ];
 
 /**
@@ -42,6 +51,7 @@ const BODIES: Record<string, unknown> = {
   'POST /v1/tenants/{tenantId}/members': { email: 'intruder@example.com', role: 'owner' },
   'PUT /v1/tenants/{tenantId}/collections/{collection}': { indexes: [] },
   'PUT /v1/tenants/{tenantId}/collections/{collection}/records/{id}': { overwrittenBy: 'tenant B' },
+  'POST /v1/tenants/{tenantId}/access-requests': { reason: 'tenant B asks', ticket: 'B-1', scope: 'read', durationMinutes: 60 },
 };
 
 interface TenantFixture {
@@ -57,6 +67,9 @@ interface TenantFixture {
   keyId: string;
   memberId: string;
   memberEmail: string;
+  /** An operator's request for access, whose reason only A's admins may read. */
+  requestId: string;
+  requestReason: string;
 }
 
 interface Operation {
@@ -80,6 +93,15 @@ async function setUpTenant(h: Harness, label: string, collection: string, shared
   const memberEmail = `${marker(`${label}-member`)}@example.com`;
   const member = await h.call('POST', `${base}/members`, { key: t.apiKey, body: { email: memberEmail, role: 'owner' } });
   ok(member, 201);
+  const operator: Principal = { kind: 'operator', operatorId: 'op_isolationtests', roles: ['support'], grant: null };
+  const requestReason = marker(`${label}-reason`);
+  const access = await requestAccess(h.core, operator, { requestId: 'test', sourceIp: 'local' }, t.tenantId, {
+    reason: requestReason,
+    ticket: 'T-1',
+    scope: 'read',
+    durationMinutes: 30,
+    breakGlass: false,
+  });
   return {
     tenantId: t.tenantId,
     name,
@@ -92,6 +114,8 @@ async function setUpTenant(h: Harness, label: string, collection: string, shared
     keyId: key.json.keyId,
     memberId: member.json.memberId,
     memberEmail,
+    requestId: access.requestId,
+    requestReason,
   };
 }
 
@@ -164,6 +188,8 @@ for (const driver of DRIVERS) {
       a.recordId,
       a.sharedBody.owner as string,
       a.memberEmail,
+      a.requestId,
+      a.requestReason,
       a.body.email as string,
       a.body.secret as string,
       (a.body.list as string[])[0]!,
@@ -178,6 +204,7 @@ for (const driver of DRIVERS) {
           id: recordId,
           keyId: a.keyId,
           memberId: a.memberId,
+          requestId: a.requestId,
         };
         const value = values[name];
         assert.ok(value !== undefined, `no value of tenant A for the path parameter {${name}} of ${template}: teach this test`);

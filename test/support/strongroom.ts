@@ -134,7 +134,7 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
       return readResponse(await request(`${base}${path}`, { method: method as 'GET', headers, body, dispatcher: agent }));
     },
     async tenant(name = 'acme') {
-      const created = await createTenant(core, { kind: 'operator', name: 'test' }, { requestId: 'test', sourceIp: 'local' }, name);
+      const created = await createTenant(core, { kind: 'system', name: 'test' }, { requestId: 'test', sourceIp: 'local' }, name);
       return { tenantId: created.tenantId, apiKey: created.apiKey };
     },
     async close() {

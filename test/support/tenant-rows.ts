@@ -13,6 +13,8 @@ export const TENANT_TABLES = [
   'api_keys',
   'members',
   'data_keys',
+  'access_requests',
+  'outbox',
 ] as const;
 
 export type TenantRowCounts = Record<(typeof TENANT_TABLES)[number], number>;

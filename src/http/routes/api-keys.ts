@@ -23,7 +23,7 @@ const KeyParams = Strict({ tenantId: TenantParams.properties.tenantId, keyId: Ty
 export async function apiKeyRoutes(app: FastifyInstance, { core }: { core: Core }): Promise<void> {
   app.post(
     '/v1/tenants/:tenantId/api-keys',
-    { schema: { summary: 'Create an API key (the secret is shown once)', tags: ['api-keys'], params: TenantParams, body: CreateBody, response: withErrors({ 201: NewApiKey }) } },
+    { config: { action: 'api_keys.manage' }, schema: { summary: 'Create an API key (the secret is shown once)', tags: ['api-keys'], params: TenantParams, body: CreateBody, response: withErrors({ 201: NewApiKey }) } },
     async (request, reply) => {
       const { tenantId } = request.params as Static<typeof TenantParams>;
       const body = request.body as Static<typeof CreateBody>;
@@ -33,7 +33,7 @@ export async function apiKeyRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.get(
     '/v1/tenants/:tenantId/api-keys',
-    { schema: { summary: 'List API keys (never their secrets)', tags: ['api-keys'], params: TenantParams, response: withErrors({ 200: Type.Object({ apiKeys: Type.Array(ApiKey) }) }) } },
+    { config: { action: 'api_keys.manage' }, schema: { summary: 'List API keys (never their secrets)', tags: ['api-keys'], params: TenantParams, response: withErrors({ 200: Type.Object({ apiKeys: Type.Array(ApiKey) }) }) } },
     async (request) => {
       const { tenantId } = request.params as Static<typeof TenantParams>;
       return { apiKeys: await listApiKeys(core, principalOf(request), metaOf(request), tenantId) };
@@ -41,7 +41,7 @@ export async function apiKeyRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.delete(
     '/v1/tenants/:tenantId/api-keys/:keyId',
-    { schema: { summary: 'Revoke an API key', tags: ['api-keys'], params: KeyParams, response: withErrors({ 204: Type.Null() }) } },
+    { config: { action: 'api_keys.manage' }, schema: { summary: 'Revoke an API key', tags: ['api-keys'], params: KeyParams, response: withErrors({ 204: Type.Null() }) } },
     async (request, reply) => {
       const { tenantId, keyId } = request.params as Static<typeof KeyParams>;
       await revokeApiKey(core, principalOf(request), metaOf(request), tenantId, keyId);

@@ -22,6 +22,7 @@ export async function auditRoutes(app: FastifyInstance, { core }: { core: Core }
   app.get(
     '/v1/tenants/:tenantId/audit',
     {
+      config: { action: 'audit.read' },
       schema: {
         summary: "The tenant's audit log, oldest first",
         tags: ['audit'],

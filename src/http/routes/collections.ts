@@ -24,6 +24,7 @@ export async function collectionRoutes(app: FastifyInstance, { core }: { core: C
   app.put(
     '/v1/tenants/:tenantId/collections/:collection',
     {
+      config: { action: 'collections.write' },
       schema: {
         summary: 'Declare a collection and its indexed fields (blind indexes sized by the planner)',
         tags: ['collections'],

@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { Core } from '../../core/context.js';
 import { TENANT_ID } from '../../core/ids.js';
 import { auditAuthFailure } from '../../core/audit-events.js';
-import { UnauthenticatedError } from '../../errors.js';
+import { MfaRequiredError, UnauthenticatedError } from '../../errors.js';
+import { POLICY, type Action } from '../../policy/authorize.js';
 import { authenticate, claimedCredential, type Authenticator } from '../../identity/authenticate.js';
 import { metaOf } from '../request-context.js';
+import { accessRequestRoutes } from './access-requests.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
@@ -12,12 +14,27 @@ import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
 import { tenantRoutes } from './tenants.js';
 
-/** Every route under /v1/tenants needs a credential, checked before the body is read; authorization happens in core, per action. */
-export async function registerRoutes(app: FastifyInstance, opts: { core: Core; authenticator: Authenticator }): Promise<void> {
-  const { core, authenticator } = opts;
+export interface RouteAction {
+  method: string;
+  url: string;
+  action: Action;
+}
+
+/**
+ * Every API route needs a credential, checked before the body is read, and names the action it
+ * performs: a route without one fails start-up. Authorization itself happens in core, per action;
+ * `routeTable` lists every route with its action, for the authorization-matrix test and reviewers.
+ */
+export async function registerRoutes(app: FastifyInstance, opts: { core: Core; authenticator: Authenticator; routeTable: RouteAction[] }): Promise<void> {
+  const { core, authenticator, routeTable } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
-  await app.register(async (tenantScope) => {
-    tenantScope.addHook('onRequest', async (request) => {
+  await app.register(async (api) => {
+    api.addHook('onRoute', (route) => {
+      const action = route.config?.action;
+      if (action === undefined || !Object.hasOwn(POLICY, action)) throw new Error(`${String(route.method)} ${route.url} names no authorization action`);
+      for (const method of [route.method].flat()) if (method !== 'HEAD') routeTable.push({ method, url: route.url, action });
+    });
+    api.addHook('onRequest', async (request) => {
       const { tenantId } = request.params as { tenantId?: string };
       const tenant = tenantId !== undefined && TENANT_ID.test(tenantId) ? tenantId : undefined;
       const claimed = claimedCredential(request.headers.authorization);
@@ -31,12 +48,14 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
           authenticator.failures.recordFailure(limitKeys);
           const reason = (error as { reason?: unknown }).reason;
           if (tenant) await auditAuthFailure(core, tenant, metaOf(request), claimed, typeof reason === 'string' ? reason : 'invalid');
+        } else if (error instanceof MfaRequiredError && tenant) {
+          await auditAuthFailure(core, tenant, metaOf(request), claimed, 'mfa_required');
         }
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, auditRoutes]) {
-      await tenantScope.register(routes, { core });
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, auditRoutes, accessRequestRoutes]) {
+      await api.register(routes, { core });
     }
   });
 }

@@ -13,7 +13,7 @@ const MemberParams = Strict({ tenantId: TenantParams.properties.tenantId, member
 export async function memberRoutes(app: FastifyInstance, { core }: { core: Core }): Promise<void> {
   app.post(
     '/v1/tenants/:tenantId/members',
-    { schema: { summary: 'Invite a member by e-mail with a role', tags: ['members'], params: TenantParams, body: InviteBody, response: withErrors({ 201: Member }) } },
+    { config: { action: 'members.manage' }, schema: { summary: 'Invite a member by e-mail with a role', tags: ['members'], params: TenantParams, body: InviteBody, response: withErrors({ 201: Member }) } },
     async (request, reply) => {
       const { tenantId } = request.params as Static<typeof TenantParams>;
       const member = await inviteMember(core, principalOf(request), metaOf(request), tenantId, request.body as Static<typeof InviteBody>);
@@ -22,7 +22,7 @@ export async function memberRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.get(
     '/v1/tenants/:tenantId/members',
-    { schema: { summary: 'List members', tags: ['members'], params: TenantParams, response: withErrors({ 200: Type.Object({ members: Type.Array(Member) }) }) } },
+    { config: { action: 'members.read' }, schema: { summary: 'List members', tags: ['members'], params: TenantParams, response: withErrors({ 200: Type.Object({ members: Type.Array(Member) }) }) } },
     async (request) => {
       const { tenantId } = request.params as Static<typeof TenantParams>;
       return { members: await listMembers(core, principalOf(request), metaOf(request), tenantId) };
@@ -30,7 +30,7 @@ export async function memberRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.delete(
     '/v1/tenants/:tenantId/members/:memberId',
-    { schema: { summary: 'Remove a member', tags: ['members'], params: MemberParams, response: withErrors({ 204: Type.Null(), 409: ErrorResponse }) } },
+    { config: { action: 'members.manage' }, schema: { summary: 'Remove a member', tags: ['members'], params: MemberParams, response: withErrors({ 204: Type.Null(), 409: ErrorResponse }) } },
     async (request, reply) => {
       const { tenantId, memberId } = request.params as Static<typeof MemberParams>;
       await removeMember(core, principalOf(request), metaOf(request), tenantId, memberId);

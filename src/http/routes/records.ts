@@ -63,6 +63,7 @@ export async function recordRoutes(app: FastifyInstance, { core }: { core: Core 
   app.put(
     path,
     {
+      config: { action: 'records.write' },
       bodyLimit: core.limits.maxRecordBytes,
       schema: {
         summary: 'Create or replace a record (optimistic concurrency with If-Match)',
@@ -81,7 +82,7 @@ export async function recordRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.get(
     path,
-    { schema: { summary: 'Read a record', tags: ['records'], params: RecordParams, response: withErrors({ 200: RecordView }) } },
+    { config: { action: 'records.read' }, schema: { summary: 'Read a record', tags: ['records'], params: RecordParams, response: withErrors({ 200: RecordView }) } },
     async (request, reply) => {
       const record = await getRecord(core, principalOf(request), metaOf(request), request.params as Static<typeof RecordParams>);
       return reply.header('etag', etag(record.version)).send(record);
@@ -89,7 +90,7 @@ export async function recordRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.delete(
     path,
-    { schema: { summary: 'Delete a record (its history is kept)', tags: ['records'], params: RecordParams, headers: PreconditionHeaders, response: withErrors({ 204: Type.Null(), 412: ErrorResponse }) } },
+    { config: { action: 'records.write' }, schema: { summary: 'Delete a record (its history is kept)', tags: ['records'], params: RecordParams, headers: PreconditionHeaders, response: withErrors({ 204: Type.Null(), 412: ErrorResponse }) } },
     async (request, reply) => {
       await deleteRecord(core, principalOf(request), metaOf(request), request.params as Static<typeof RecordParams>, preconditions(request));
       return reply.code(204).send();
@@ -97,7 +98,7 @@ export async function recordRoutes(app: FastifyInstance, { core }: { core: Core 
   );
   app.get(
     `${path}/versions`,
-    { schema: { summary: 'The history of a record, newest first', tags: ['records'], params: RecordParams, response: withErrors({ 200: Type.Object({ versions: Type.Array(Version) }) }) } },
+    { config: { action: 'records.read' }, schema: { summary: 'The history of a record, newest first', tags: ['records'], params: RecordParams, response: withErrors({ 200: Type.Object({ versions: Type.Array(Version) }) }) } },
     async (request) => ({
       versions: await listRecordVersions(core, principalOf(request), metaOf(request), request.params as Static<typeof RecordParams>),
     }),
@@ -105,6 +106,7 @@ export async function recordRoutes(app: FastifyInstance, { core }: { core: Core 
   app.get(
     '/v1/tenants/:tenantId/collections/:collection/records',
     {
+      config: { action: 'records.read' },
       schema: {
         summary: 'List records, optionally by equality on indexed fields',
         tags: ['records'],

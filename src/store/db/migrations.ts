@@ -155,6 +155,55 @@ const tenantMfaPolicy: Migration = {
   },
 };
 
+/**
+ * Operators ask a tenant for time-boxed access to its data; the request, its decision and its end
+ * are rows here (and events in the tenant's audit log). Notifications wait in an outbox written in
+ * the same transaction as the event that causes them, so none is lost or sent for a rolled-back change.
+ */
+function accessRequests(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('access_requests')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('operator_id', 'text', (c) => c.notNull())
+        .addColumn('operator_roles', 'text', (c) => c.notNull())
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('duration_seconds', 'integer', (c) => c.notNull())
+        .addColumn('break_glass', 'integer', (c) => c.notNull())
+        .addColumn('details_enc', binary(dialect), (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('requested_at', 'bigint', (c) => c.notNull())
+        .addColumn('decided_at', 'bigint')
+        .addColumn('decided_by', 'text')
+        .addColumn('expires_at', 'bigint')
+        .addColumn('ended_at', 'bigint')
+        .addPrimaryKeyConstraint('access_requests_pk', ['tenant_id', 'request_id'])
+        .execute();
+      await db.schema.createIndex('access_requests_operator').on('access_requests').columns(['tenant_id', 'operator_id', 'status']).execute();
+      await db.schema.createIndex('access_requests_expiry').on('access_requests').columns(['status', 'expires_at']).execute();
+      await db.schema
+        .createTable('outbox')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text')
+        .addColumn('event_type', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('outbox_due').on('outbox').columns(['status', 'next_attempt_at']).execute();
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect), '0002_member_identity': memberIdentity(dialect), '0003_tenant_mfa_policy': tenantMfaPolicy };
+  return {
+    '0001_initial': initial(dialect),
+    '0002_member_identity': memberIdentity(dialect),
+    '0003_tenant_mfa_policy': tenantMfaPolicy,
+    '0004_access_requests': accessRequests(dialect),
+  };
 }

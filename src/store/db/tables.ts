@@ -114,6 +114,40 @@ export interface ChangeLogTable {
   payload: Buffer;
 }
 
+export interface AccessRequestsTable {
+  tenant_id: string;
+  request_id: string;
+  /** A pseudonymous id of the operator's identity; the deployment maps it to a person. */
+  operator_id: string;
+  operator_roles: string;
+  /** `read` or `read-write`. */
+  scope: string;
+  duration_seconds: number;
+  /** 1 when the operator asked for emergency approval by a second, security operator. */
+  break_glass: number;
+  /** The reason and ticket reference, sealed under the tenant's data key. */
+  details_enc: Buffer;
+  /** pending → approved → expired | revoked; or pending → denied | revoked. */
+  status: string;
+  requested_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  expires_at: number | null;
+  ended_at: number | null;
+}
+
+/** Notifications waiting for delivery; the payload names ids only, never customer data or secrets. */
+export interface OutboxTable {
+  id: string;
+  tenant_id: string | null;
+  event_type: string;
+  payload: string;
+  status: string;
+  attempts: number;
+  created_at: number;
+  next_attempt_at: number;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -126,4 +160,6 @@ export interface Tables {
   record_index: RecordIndexTable;
   audit_events: AuditEventsTable;
   change_log: ChangeLogTable;
+  access_requests: AccessRequestsTable;
+  outbox: OutboxTable;
 }
