@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Core } from '../../core/context.js';
 import { TENANT_ID } from '../../core/ids.js';
 import { auditAuthFailure } from '../../core/audit-events.js';
@@ -21,19 +21,26 @@ export interface RouteAction {
 }
 
 /**
+ * An onRoute hook: a route that names no authorization action fails start-up; the others are
+ * listed in `routeTable`, for the authorization-matrix test and for reviewers.
+ */
+export function requireAction(routeTable: RouteAction[]) {
+  return (route: RouteOptions): void => {
+    const action = route.config?.action;
+    if (action === undefined || !Object.hasOwn(POLICY, action)) throw new Error(`${String(route.method)} ${route.url} names no authorization action`);
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routeTable.push({ method, url: route.url, action });
+  };
+}
+
+/**
  * Every API route needs a credential, checked before the body is read, and names the action it
- * performs: a route without one fails start-up. Authorization itself happens in core, per action;
- * `routeTable` lists every route with its action, for the authorization-matrix test and reviewers.
+ * performs. Authorization itself happens in core, per action.
  */
 export async function registerRoutes(app: FastifyInstance, opts: { core: Core; authenticator: Authenticator; routeTable: RouteAction[] }): Promise<void> {
   const { core, authenticator, routeTable } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
   await app.register(async (api) => {
-    api.addHook('onRoute', (route) => {
-      const action = route.config?.action;
-      if (action === undefined || !Object.hasOwn(POLICY, action)) throw new Error(`${String(route.method)} ${route.url} names no authorization action`);
-      for (const method of [route.method].flat()) if (method !== 'HEAD') routeTable.push({ method, url: route.url, action });
-    });
+    api.addHook('onRoute', requireAction(routeTable));
     api.addHook('onRequest', async (request) => {
       const { tenantId } = request.params as { tenantId?: string };
       const tenant = tenantId !== undefined && TENANT_ID.test(tenantId) ? tenantId : undefined;
