@@ -112,6 +112,9 @@ function checkConsistency(config: Config): void {
   if (config.mode === 'production' && firebase.emulatorHost !== null) {
     throw new ConfigError('auth.firebase.emulatorHost', 'the Firebase Auth emulator is not allowed in production mode');
   }
+  if (firebase.checkRevoked && firebase.emulatorHost === null && firebase.serviceAccountFile === null) {
+    throw new ConfigError('auth.firebase.serviceAccountFile', 'is required to check for revoked tokens (auth.firebase.checkRevoked)');
+  }
   const trusted = new Set(oidc.issuers.map((i) => i.issuer));
   if (firebase.projectId) trusted.add(`https://securetoken.google.com/${firebase.projectId}`);
   config.operators.identities.forEach((identity, i) => {

@@ -61,6 +61,11 @@ export const ConfigSchema = Obj({
       }),
       /** host:port of the Firebase Auth emulator: unsigned tokens are then accepted. Never in production. */
       emulatorHost: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+      /** Refuse tokens of users disabled, deleted or signed out everywhere since the token was issued. */
+      checkRevoked: Type.Boolean({ default: false }),
+      /** A service-account key (JSON) allowed to look users up; needed for checkRevoked outside the emulator. */
+      serviceAccountFile: Path,
+      identityToolkitUrl: Type.String({ pattern: '^https://', default: 'https://identitytoolkit.googleapis.com' }),
     }),
     oidc: Obj({
       issuers: Type.Array(

@@ -9,6 +9,7 @@ import { activeGrant } from '../core/access-requests.js';
 import { ForbiddenError, MfaRequiredError, NotFoundError, UnauthenticatedError, UnavailableError } from '../errors.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { createFirebaseVerifier, type FirebaseVerifier } from './firebase-token.js';
+import { createRevocationChecker, type RevocationChecker } from './firebase-revocation.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc-token.js';
 import { createOperatorRealm, type OperatorRealm } from './operators.js';
 
@@ -20,6 +21,7 @@ export interface Authenticator {
   failures: FailureLimiter;
   firebase: FirebaseVerifier | null;
   firebaseIssuer: string | null;
+  firebaseRevocation: RevocationChecker | null;
   oidc: OidcVerifier | null;
 }
 
@@ -50,6 +52,17 @@ export function createAuthenticator(config: Pick<Config, 'auth' | 'operators'>, 
         })
       : null,
     firebaseIssuer: firebase.projectId ? `https://securetoken.google.com/${firebase.projectId}` : null,
+    firebaseRevocation:
+      firebase.projectId && firebase.checkRevoked
+        ? createRevocationChecker({
+            projectId: firebase.projectId,
+            emulatorHost: firebase.emulatorHost,
+            serviceAccountFile: firebase.serviceAccountFile,
+            identityToolkitUrl: firebase.identityToolkitUrl,
+            ...(fetchImpl ? { fetch: fetchImpl } : {}),
+            now,
+          })
+        : null,
     oidc:
       oidc.issuers.length > 0
         ? createOidcVerifier({
@@ -90,6 +103,7 @@ async function verifyIdentity(authenticator: Authenticator, token: string): Prom
 async function verifyWithProvider(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
   if (authenticator.firebase && peekIssuer(token) === authenticator.firebaseIssuer) {
     const who = await authenticator.firebase.verify(token);
+    await authenticator.firebaseRevocation?.check(who.subject, who.authTime);
     const { issuer, subject, email, emailVerified, signInSecondFactor } = who;
     return { issuer, subject, email, emailVerified, mfa: signInSecondFactor !== null, amr: [], secondFactor: signInSecondFactor };
   }

@@ -14,6 +14,9 @@ let emu: FirebaseEmulator;
 let h: Harness;
 /** Strongroom with the same project but no emulator host: the production verification path. */
 let production: Harness;
+/** Strongroom in emulator mode that also asks the emulator about revoked sessions, on a clock the test moves. */
+let revoking: Harness;
+let offset = 0;
 let tenant: { tenantId: string; apiKey: string };
 /** Every ID token the emulator issued, for the log check. */
 const issued: string[] = [];
@@ -30,6 +33,10 @@ before(async () => {
       STRONGROOM_OPERATORS__IDENTITIES: JSON.stringify([{ issuer: `https://securetoken.google.com/${PROJECT}`, emailDomain: 'ops.example', roles: ['sre'] }]),
     },
   });
+  revoking = await startHarness('sqlite', {
+    now: () => Date.now() + offset,
+    env: { STRONGROOM_AUTH__FIREBASE__PROJECT_ID: PROJECT, STRONGROOM_AUTH__FIREBASE__EMULATOR_HOST: emu.host, STRONGROOM_AUTH__FIREBASE__CHECK_REVOKED: 'true' },
+  });
   tenant = await h.tenant('acme');
   const collection = await h.call('PUT', `/v1/tenants/${tenant.tenantId}/collections/notes`, { key: tenant.apiKey, body: { indexes: [] } });
   assert.equal(collection.status, 201, collection.text);
@@ -37,6 +44,7 @@ before(async () => {
 after(async () => {
   await h?.close();
   await production?.close();
+  await revoking?.close();
   await emu?.stop();
 });
 
@@ -142,6 +150,28 @@ test('an operator (by verified e-mail domain) is refused without a second factor
   assert.ok(tenants.json.tenants.some((t: { tenantId: string }) => t.tenantId === tenant.tenantId));
   const record = await h.call('GET', `/v1/tenants/${tenant.tenantId}/collections/notes/records/n1`, { key: idToken });
   assert.equal(record.status, 403, 'no grant, no records');
+});
+
+test('with checkRevoked, a disabled, signed-out-everywhere or deleted user is refused once the 30 s cache ends', async () => {
+  const t = await revoking.tenant('revocation');
+  const cases: [string, (localId: string, authTime: number) => Promise<void>][] = [
+    ['user_disabled', (localId) => emu.updateAccount(localId, { disableUser: true })],
+    ['revoked', (localId, authTime) => emu.updateAccount(localId, { validSince: String(authTime + 1) })],
+    ['user_not_found', (localId) => emu.deleteAccount(localId)],
+  ];
+  for (const [reason, revoke] of cases) {
+    const email = `${reason.replace(/_/g, '-')}@example.com`;
+    await invite(revoking, t, email);
+    const { localId, idToken } = await verifiedUser(email);
+    assert.equal((await revoking.call('GET', `/v1/tenants/${t.tenantId}`, { key: idToken })).status, 200, reason);
+    await revoke(localId, claimsOf(idToken).payload.auth_time as number);
+    offset += 31_000;
+    const refused = await revoking.call('GET', `/v1/tenants/${t.tenantId}`, { key: idToken });
+    assert.equal(refused.status, 401, `${reason}: ${refused.text}`);
+  }
+  const audit = await revoking.call('GET', `/v1/tenants/${t.tenantId}/audit?limit=500`, { key: t.apiKey });
+  const reasons = (audit.json.events as { action: string; target: string }[]).filter((e) => e.action === 'auth.failed').map((e) => e.target.split('reason:')[1]);
+  assert.deepEqual(reasons, ['user_disabled', 'revoked', 'user_not_found']);
 });
 
 test('no emulator ID token reaches a log line', () => {

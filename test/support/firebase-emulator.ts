@@ -28,6 +28,9 @@ export interface FirebaseEmulator {
   signUp(email: string, password: string): Promise<{ localId: string; idToken: string }>;
   /** Marks the user's e-mail verified (admin API); tokens issued after this carry `email_verified: true`. */
   verifyEmail(localId: string): Promise<void>;
+  /** An admin update of the account (the Admin SDK's updateUser): e.g. `{ disableUser: true }` or `{ validSince }`. */
+  updateAccount(localId: string, fields: Record<string, unknown>): Promise<void>;
+  deleteAccount(localId: string): Promise<void>;
   /** Password sign-in, for users without a second factor. */
   signIn(email: string, password: string): Promise<{ idToken: string }>;
   /** Enrols an SMS second factor (admin API); from then on signIn() fails and signInWithMfa() is needed. */
@@ -120,7 +123,13 @@ function emulatorApi(host: string, projectId: string): Api {
       return { localId: stringField(res, 'localId'), idToken: stringField(res, 'idToken') };
     },
     async verifyEmail(localId) {
-      await post(`${v1}/projects/${projectId}/accounts:update`, { localId, emailVerified: true }, admin);
+      await this.updateAccount(localId, { emailVerified: true });
+    },
+    async updateAccount(localId, fields) {
+      await post(`${v1}/projects/${projectId}/accounts:update`, { localId, ...fields }, admin);
+    },
+    async deleteAccount(localId) {
+      await post(`${v1}/projects/${projectId}/accounts:delete`, { localId }, admin);
     },
     async signIn(email, password) {
       const res = await passwordSignIn(email, password);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,6 +11,7 @@ import { createTenant } from '../../src/core/tenants.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/http/server.js';
 import { prepareDataDir } from '../../src/cli/runtime.js';
+import { databaseFiles, filesUnder, scanFiles } from './disk-scan.js';
 import { createDatabase, startPostgres, type PostgresCluster } from './postgres.js';
 
 export type Driver = 'sqlite' | 'postgres';
@@ -115,7 +116,9 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
   const ca = readFileSync(server.caCertFile!);
   const agent = new Agent({ connect: { ca, servername: 'localhost' } });
   const base = `https://localhost:${server.port}`;
-  return {
+  const credentials = new Set<string>();
+  const startedAt = Date.now();
+  const harness: Harness = {
     driver,
     config,
     core,
@@ -126,6 +129,8 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
     async call(method, path, options = {}) {
       const headers: Record<string, string> = { ...options.headers };
       if (options.key) headers.authorization = `Bearer ${options.key}`;
+      const bearer = /^Bearer (.+)$/.exec(headers.authorization ?? '')?.[1];
+      if (bearer) credentials.add(bearer);
       let body: string | Buffer | undefined = options.rawBody;
       if (options.body !== undefined) {
         body = JSON.stringify(options.body);
@@ -140,8 +145,47 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
     async close() {
       await server.close();
       await agent.close();
-      await core.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      try {
+        await assertNoCredentialKept(harness, credentials, startedAt);
+      } finally {
+        await core.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
+  return harness;
+}
+
+/**
+ * What makes a presented credential usable, as the needle to look for: an API key's secret, an ID
+ * token's signature, or the claims of an unsigned (emulator) token. Short guesses are skipped.
+ */
+function usablePart(credential: string): string | null {
+  if (credential.startsWith('sr_')) return credential.slice(20) || null;
+  const [, payload = '', signature = ''] = credential.split('.');
+  const part = signature || payload;
+  return part.length >= 20 ? part : null;
+}
+
+/**
+ * Every harness, when closed, proves it kept none of the credentials its requests presented: not
+ * in a log line, not in the database (PostgreSQL: the files written since it started), not in the
+ * data directory. So the whole suite is scanned, test by test.
+ */
+async function assertNoCredentialKept(h: Harness, credentials: Set<string>, since: number): Promise<void> {
+  const needles = [...credentials].map(usablePart).filter((part): part is string => part !== null);
+  if (needles.length === 0) return;
+  const inLogs = needles.filter((needle) => h.logs.lines.some((line) => line.includes(needle)));
+  const files = [...(await databaseFiles(h)), ...filesUnder(h.config.dataDir)].filter((file) => {
+    try {
+      return statSync(file).mtimeMs >= since - 1000;
+    } catch {
+      return false;
+    }
+  });
+  const atRest = scanFiles(files, needles).found;
+  if (inLogs.length > 0 || atRest.size > 0) {
+    const show = (needle: string) => `${needle.slice(0, 8)}…`;
+    throw new Error(`credentials kept: ${inLogs.length} in log lines (${inLogs.map(show).join(', ')}); at rest: ${[...atRest].map(([n, f]) => `${show(n)} in ${f.join(', ')}`).join('; ')}`);
+  }
 }
