@@ -100,8 +100,16 @@ async function verifyIdentity(authenticator: Authenticator, token: string): Prom
   }
 }
 
+/** A token no configured provider will verify; `reason` is for the audit log only. */
+class UntrustedTokenError extends UnauthenticatedError {
+  constructor(readonly reason: 'malformed' | 'unknown_issuer') {
+    super();
+  }
+}
+
 async function verifyWithProvider(authenticator: Authenticator, token: string): Promise<VerifiedIdentity> {
-  if (authenticator.firebase && peekIssuer(token) === authenticator.firebaseIssuer) {
+  const claimedIssuer = peekIssuer(token);
+  if (authenticator.firebase && claimedIssuer === authenticator.firebaseIssuer) {
     const who = await authenticator.firebase.verify(token);
     await authenticator.firebaseRevocation?.check(who.subject, who.authTime);
     const { issuer, subject, email, emailVerified, signInSecondFactor } = who;
@@ -112,7 +120,7 @@ async function verifyWithProvider(authenticator: Authenticator, token: string): 
     const { issuer, subject, email, emailVerified, mfa, amr } = who;
     return { issuer, subject, email, emailVerified, mfa, amr, secondFactor: null };
   }
-  throw new UnauthenticatedError();
+  throw new UntrustedTokenError(claimedIssuer === null ? 'malformed' : 'unknown_issuer');
 }
 
 /**

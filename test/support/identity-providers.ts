@@ -5,7 +5,7 @@ import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createSigningKey, signToken as signFirebase } from '../identity/google-certs-server.js';
+import { createSigningKey, signToken as signFirebase, type SigningKey } from '../identity/google-certs-server.js';
 import { createLocalPki, signToken as signOidc, startTestIssuer } from '../identity/oidc-issuer-fixture.js';
 
 export const PROJECT = 'demo-strongroom';
@@ -15,6 +15,8 @@ export interface IdentityProviders {
   /** The OIDC issuer's URL (its `iss`). */
   issuer: string;
   firebaseIssuer: string;
+  /** The key whose certificate the Firebase endpoint publishes, for tests that forge around it. */
+  firebaseKey: SigningKey;
   /** Configuration for a harness that trusts both providers (and `extraIssuers`). */
   env(extraIssuers?: string[]): Record<string, string>;
   /** A signed, valid token; `claims` override or add to the defaults. */
@@ -49,6 +51,7 @@ export async function startIdentityProviders(): Promise<IdentityProviders> {
   return {
     issuer: issuer.issuer,
     firebaseIssuer,
+    firebaseKey,
     env: (extraIssuers = []) => ({
       STRONGROOM_AUTH__OIDC__ISSUERS: JSON.stringify([issuer.issuer, ...extraIssuers].map((iss) => ({ issuer: iss, audiences: [AUDIENCE] }))),
       STRONGROOM_AUTH__FIREBASE__PROJECT_ID: PROJECT,
