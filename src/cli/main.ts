@@ -136,6 +136,60 @@ program
     }
   });
 
+/** Runs `use` with the secret store of this configuration, through its KMS. */
+async function withSecretStore<T>(use: (store: import('../secrets/store.js').SecretStore) => Promise<T>): Promise<T> {
+  const config = configFrom(globals());
+  await prepareDataDir(config);
+  const { openConfiguredKms } = await import('../core/open-core.js');
+  const { openSecretStore } = await import('../secrets/store.js');
+  const kms = await openConfiguredKms(config);
+  try {
+    return await use(openSecretStore({ file: config.secrets.file!, kms }));
+  } finally {
+    await kms.close();
+  }
+}
+
+/** The secret from standard input, never from the command line (argv is visible to every user). */
+async function readSecretFromStdin(): Promise<Buffer> {
+  if (process.stdin.isTTY) throw new StrongroomError('bad_request', 'pipe the value in, e.g. strongroom secrets set NAME < file: typing it would echo it');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const value = Buffer.concat(chunks);
+  // One trailing newline is what `echo` adds, not part of the secret.
+  return value.at(-1) === 0x0a ? value.subarray(0, -1) : value;
+}
+
+const secrets = program.command('secrets').description('system secrets, sealed under the KMS; the configuration refers to them as secret:NAME');
+secrets
+  .command('set <name>')
+  .description('store a secret read from standard input')
+  .action(async (name: string) => {
+    const value = await readSecretFromStdin();
+    try {
+      await withSecretStore((store) => store.set(name, value));
+    } finally {
+      value.fill(0);
+    }
+    say(`secret ${name} stored; refer to it as secret:${name}`);
+  });
+secrets
+  .command('list')
+  .description('names and dates, never values')
+  .option('--json', 'print one JSON object')
+  .action(async (options: { json?: boolean }) => {
+    const list = await withSecretStore((store) => store.list());
+    if (options.json) say(JSON.stringify({ secrets: list }));
+    else for (const s of list) say(`${s.name}\tcreated ${s.createdAt}\tupdated ${s.updatedAt}`);
+  });
+secrets
+  .command('delete <name>')
+  .description('remove a secret')
+  .action(async (name: string) => {
+    await withSecretStore((store) => store.delete(name));
+    say(`secret ${name} deleted`);
+  });
+
 program.parseAsync().catch((error: unknown) => {
   const message = error instanceof StrongroomError ? error.message : error instanceof Error ? error.message : String(error);
   console.error(`strongroom: ${message}`);

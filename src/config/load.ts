@@ -33,6 +33,30 @@ const LEAVES = leaves(ConfigSchema);
 /** Every configuration key, as a dotted path. */
 export const configKeys = (): string[] => LEAVES.map((leaf) => leaf.path.join('.'));
 
+const SECRET_LEAVES = LEAVES.filter((leaf) => (leaf.schema as { secret?: boolean }).secret);
+
+/** A value that names a system secret instead of holding it. */
+export const SECRET_REF = /^secret:([a-z][a-z0-9_.-]{0,63})$/;
+
+function getPath(source: unknown, path: string[]): unknown {
+  return path.reduce<unknown>((node, key) => (typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined), source);
+}
+
+/** The keys whose values are `secret:NAME` references, with the names. */
+export function secretRefs(config: Config): { path: string[]; name: string }[] {
+  return SECRET_LEAVES.flatMap((leaf) => {
+    const match = SECRET_REF.exec(String(getPath(config, leaf.path)));
+    return match ? [{ path: leaf.path, name: match[1]! }] : [];
+  });
+}
+
+/** A copy of the configuration with the given values in place of their references. */
+export function withSecretValues(config: Config, values: { path: string[]; value: string }[]): Config {
+  const copy = structuredClone(config) as unknown as Record<string, unknown>;
+  for (const { path, value } of values) setPath(copy, path, value);
+  return copy as unknown as Config;
+}
+
 /** `auth.firebase.projectId` → `STRONGROOM_AUTH__FIREBASE__PROJECT_ID`. */
 export function envName(path: string[]): string {
   return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__');
@@ -91,6 +115,7 @@ function firstError(value: unknown): ConfigError | undefined {
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const raw: Record<string, unknown> = sources.file ? readConfigFile(sources.file) : {};
+  const fromFile = structuredClone(raw);
   const env = sources.env ?? process.env;
   for (const leaf of LEAVES) {
     const value = env[envName(leaf.path)];
@@ -103,7 +128,18 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const error = firstError(withDefaults);
   if (error) throw error;
   checkConsistency(withDefaults as Config);
+  if ((withDefaults as Config).mode === 'production') refusePlainSecrets(fromFile);
   return resolvePaths(withDefaults as Config);
+}
+
+/** In production, a secret in the configuration file must be a reference, never the value itself. */
+function refusePlainSecrets(fromFile: Record<string, unknown>): void {
+  for (const leaf of SECRET_LEAVES) {
+    const value = getPath(fromFile, leaf.path);
+    if (typeof value === 'string' && !SECRET_REF.test(value)) {
+      throw new ConfigError(leaf.path.join('.'), 'holds a secret in the configuration file: in production mode, store it with strongroom secrets set NAME and write secret:NAME');
+    }
+  }
 }
 
 /** Rules that span keys, which the schema alone cannot say. */
@@ -138,6 +174,7 @@ function resolvePaths(config: Config): Config {
       ...config.database,
       sqlite: { file: inData(config.database.sqlite.file, 'strongroom.db') },
     },
+    secrets: { file: inData(config.secrets.file, 'secrets.json') },
     kms: {
       ...config.kms,
       local: {

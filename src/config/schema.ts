@@ -113,6 +113,10 @@ export const ConfigSchema = Obj({
       firebaseSecondFactors: Type.Array(Type.String({ minLength: 1 }), { default: ['phone', 'totp'] }),
     }),
   }),
+  secrets: Obj({
+    /** System secrets, sealed under the KMS (`strongroom secrets set NAME`); values elsewhere refer to them as `secret:NAME`. */
+    file: Path,
+  }),
   keys: Obj({
     dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),
     dataKeyCacheEntries: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),

@@ -1,8 +1,10 @@
 import { Keyring } from '../crypto/keyring.js';
 import type { Config } from '../config/schema.js';
-import { openKms } from '../kms/index.js';
+import { openKms, type Kms } from '../kms/index.js';
+import { resolveSecrets } from '../secrets/resolve.js';
+import { openSecretStore } from '../secrets/store.js';
 import { GroupCommitter } from '../store/db/group-commit.js';
-import { openDatabase, type DatabaseOptions } from '../store/db/open.js';
+import { openDatabase, type Database, type DatabaseOptions } from '../store/db/open.js';
 import type { Core } from './context.js';
 import { auditKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
@@ -14,40 +16,50 @@ export function databaseOptions(config: Config): DatabaseOptions {
     : { driver: 'postgres', url: database.postgres.url ?? '', sslMode: database.postgres.sslMode, caFile: database.postgres.caFile, poolSize: database.postgres.poolSize };
 }
 
-/** Opens the database (migrating it), the KMS and the keyring: everything the domain needs. */
+/** The configured KMS provider. */
+export function openConfiguredKms(config: Config): Promise<Kms> {
+  const { local } = config.kms;
+  // loadConfig resolved every path against the data directory, so none is null here.
+  return openKms({
+    provider: config.kms.provider,
+    local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
+  });
+}
+
+/**
+ * Opens the KMS, then the database (migrating it) with the configuration's `secret:NAME` references
+ * resolved through the KMS, and the keyring: everything the domain needs.
+ */
 export async function openCore(config: Config, now: () => number = Date.now): Promise<Core & { close(): Promise<void> }> {
-  const db = await openDatabase(databaseOptions(config));
+  const kms = await openConfiguredKms(config);
+  let db: Database;
   try {
-    const { local } = config.kms;
-    // loadConfig resolved every path against the data directory, so none is null here.
-    const kms = await openKms({
-      provider: config.kms.provider,
-      local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
-    });
-    const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
-    const keyring = new Keyring({
-      ttlMs: config.keys.dataKeyCacheSeconds * 1000,
-      maxEntries: config.keys.dataKeyCacheEntries,
-      clock: now,
-      unwrap: dataKeyUnwrapper(db, kms, (tenantId, keyId) => auditKeyUse(core, tenantId, keyId)),
-    });
-    const core: Core & { close(): Promise<void> } = {
-      db,
-      kms,
-      keyring,
-      committer,
-      limits: config.records,
-      now,
-      async close() {
-        await committer.close();
-        keyring.clear();
-        await kms.close();
-        await db.close();
-      },
-    };
-    return core;
+    const resolved = await resolveSecrets(config, openSecretStore({ file: config.secrets.file!, kms, now }));
+    db = await openDatabase(databaseOptions(resolved));
   } catch (error) {
-    await db.close();
+    await kms.close();
     throw error;
   }
+  const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
+  const keyring = new Keyring({
+    ttlMs: config.keys.dataKeyCacheSeconds * 1000,
+    maxEntries: config.keys.dataKeyCacheEntries,
+    clock: now,
+    unwrap: dataKeyUnwrapper(db, kms, (tenantId, keyId) => auditKeyUse(core, tenantId, keyId)),
+  });
+  const core: Core & { close(): Promise<void> } = {
+    db,
+    kms,
+    keyring,
+    committer,
+    limits: config.records,
+    now,
+    async close() {
+      await committer.close();
+      keyring.clear();
+      await kms.close();
+      await db.close();
+    },
+  };
+  return core;
 }

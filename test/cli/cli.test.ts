@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect as netConnect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Agent, request } from 'undici';
-import { runCli, spawnServer } from '../support/cli-process.js';
+import { runCli, spawnServer, tempDirs } from '../support/cli-process.js';
 import { ensureLocalTls } from '../../src/http/tls/local-ca.js';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strongroom-cli-'));
-  dirs.push(dir);
-  return dir;
-};
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDir = tempDirs('strongroom-cli-');
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

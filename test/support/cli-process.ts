@@ -2,6 +2,10 @@
 // and a long-running `serve` that tests can kill -9. Children never inherit STRONGROOM_* variables
 // from the test process, only those the test passes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 /** dist/src/cli/main.js, next to the compiled tests. */
@@ -31,10 +35,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `strongroom --data-dir DIR ARGS…` to completion (killed after timeoutMs). */
-export function runCli(dataDir: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs `strongroom --data-dir DIR ARGS…` to completion (killed after timeoutMs), with `input` on its standard input. */
+export function runCli(dataDir: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [CLI_MAIN, '--data-dir', dataDir, ...args],
       { env: childEnv(options.env), timeout: options.timeoutMs ?? 30_000, killSignal: 'SIGKILL' },
@@ -48,6 +52,7 @@ export function runCli(dataDir: string, args: string[], options: { env?: Record<
         });
       },
     );
+    child.stdin?.end(options.input ?? '');
   });
 }
 
@@ -123,5 +128,16 @@ export async function spawnServer(dataDir: string, options: { env?: Record<strin
       await exited;
       clearTimeout(timer);
     },
+  };
+}
+
+/** A maker of temporary directories, all removed when the calling test file ends. */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    return dir;
   };
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { ConfigError, IntegrityError } from '../../errors.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../../files/atomic-file.js';
 import { x509 } from './x509.js';
 
 /**
