@@ -27,6 +27,21 @@ export interface Kms {
   /** Makes a new primary version; older enabled versions still unwrap. Returns the new version. */
   rotateKey(keyName: string): Promise<number>;
   listKeyVersions(keyName: string): Promise<KeyVersionInfo[]>;
+  /** Stops one non-primary version from unwrapping (PreconditionFailedError for the primary) until enabled again. */
+  disableKeyVersion(keyName: string, version: number): Promise<void>;
+  enableKeyVersion(keyName: string, version: number): Promise<void>;
+  /**
+   * Schedules the destruction of every version of the key after the provider's waiting period
+   * (`kms.destroyWaitSeconds`), and returns when. From now on no version wraps or unwraps; until
+   * then `cancelKeyDestruction` restores them as they were; afterwards their material is gone.
+   */
+  scheduleKeyDestruction(keyName: string): Promise<Date>;
+  cancelKeyDestruction(keyName: string): Promise<void>;
+  /**
+   * Destroys the material of versions whose scheduled time has passed, for providers where nothing
+   * else does (GCP destroys on its own schedule, so there this only reports). Returns how many.
+   */
+  destroyDueVersions(): Promise<number>;
   health(): Promise<KmsHealth>;
   close(): Promise<void>;
 }
