@@ -18,12 +18,7 @@ export function databaseOptions(config: Config): DatabaseOptions {
 export async function openCore(config: Config, now: () => number = Date.now): Promise<Core & { close(): Promise<void> }> {
   const db = await openDatabase(databaseOptions(config));
   try {
-    const { local } = config.kms;
-    // loadConfig resolved every path against the data directory, so none is null here.
-    const kms = await openKms({
-      provider: config.kms.provider,
-      local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
-    });
+    const kms = await openKms(config.kms);
     const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
     const keyring = new Keyring({
       ttlMs: config.keys.dataKeyCacheSeconds * 1000,
