@@ -287,7 +287,7 @@ export function describeKmsConformance(label: string, open: () => Promise<KmsUnd
           });
         }));
 
-      it('a waiting period that has passed cannot be cancelled even before the versions are destroyed', (t: TestContext) =>
+      it('a waiting period that has passed cannot be cancelled, whether or not the versions are destroyed yet', (t: TestContext) =>
         withKms(async ({ kms, advanceClock }) => {
           if (advanceClock === undefined) {
             t.skip('the provider under test has no controllable clock');
@@ -298,7 +298,8 @@ export function describeKmsConformance(label: string, open: () => Promise<KmsUnd
           const at = await kms.scheduleKeyDestruction(name);
           advanceClock(at.getTime() - Date.now() + MINUTE);
           await assert.rejects(kms.cancelKeyDestruction(name), PreconditionFailedError);
-          assert.equal((await kms.listKeyVersions(name))[0]?.state, 'destroy_scheduled');
+          // Local providers destroy when destroyDueVersions runs; a cloud KMS destroys on its own.
+          assert.ok(['destroy_scheduled', 'destroyed'].includes((await kms.listKeyVersions(name))[0]!.state));
         }));
     });
 
