@@ -36,11 +36,26 @@ have_postgres_server() {
   return 1
 }
 
+# SoftHSM2: softhsm2-util on PATH (makes throwaway tokens) and the PKCS#11
+# module where test/support/softhsm.ts looks for it.
+have_softhsm2() {
+  command -v softhsm2-util >/dev/null 2>&1 || return 1
+  local library
+  for library in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*-linux-gnu/softhsm/libsofthsm2.so \
+    /usr/local/lib/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so; do
+    if [[ -f $library ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
 # ---- what the tests need: one `require` line per Debian package ----------
 check_all() {
   missing_packages=()
   require postgresql have_postgres_server
-  # later, e.g.: require softhsm2 have_softhsm2 ; require chromium have_chromium
+  require softhsm2 have_softhsm2
+  # later, e.g.: require chromium have_chromium
 }
 # ---------------------------------------------------------------------------
 

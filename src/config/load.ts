@@ -151,6 +151,9 @@ function checkConsistency(config: Config): void {
   if (firebase.checkRevoked && firebase.emulatorHost === null && firebase.serviceAccountFile === null) {
     throw new ConfigError('auth.firebase.serviceAccountFile', 'is required to check for revoked tokens (auth.firebase.checkRevoked)');
   }
+  if (config.kms.pkcs11.pin !== null && SECRET_REF.test(config.kms.pkcs11.pin)) {
+    throw new ConfigError('kms.pkcs11.pin', 'cannot be a secret:NAME reference, since the KMS it opens seals the secrets; set STRONGROOM_KMS__PKCS11__PIN');
+  }
   const trusted = new Set(oidc.issuers.map((i) => i.issuer));
   if (firebase.projectId) trusted.add(`https://securetoken.google.com/${firebase.projectId}`);
   config.operators.identities.forEach((identity, i) => {

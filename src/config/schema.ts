@@ -43,7 +43,26 @@ export const ConfigSchema = Obj({
     groupCommitMaxBatch: Type.Integer({ minimum: 1, maximum: 10000, default: 512 }),
   }),
   kms: Obj({
-    provider: Type.Literal('local', { default: 'local' }),
+    provider: Type.Union([Type.Literal('local'), Type.Literal('pkcs11'), Type.Literal('gcp')], { default: 'local' }),
+    /** How long a key scheduled for destruction can still be restored (the tenant purge's last chance). */
+    destroyWaitSeconds: Type.Integer({ minimum: 0, maximum: 90 * 86400, default: 86400 }),
+    pkcs11: Obj({
+      /** The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+      library: Path,
+      tokenLabel: Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Null()], { default: null }),
+      /** The user PIN; better given through STRONGROOM_KMS__PKCS11__PIN than in a file. */
+      pin: Secret(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+      /** Sessions opened on the token for concurrent calls. */
+      sessions: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+    }),
+    gcp: Obj({
+      /** projects/P/locations/L/keyRings/R: tenant and system keys are created in this key ring. */
+      keyRing: Type.Union([Type.String({ pattern: '^projects/[^/]+/locations/[^/]+/keyRings/[^/]+$' }), Type.Null()], { default: null }),
+      /** Service-account credentials (JSON) file; unset: Application Default Credentials. */
+      credentialsFile: Path,
+      /** Another API endpoint (host[:port]), for a private endpoint or a test server. */
+      apiEndpoint: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+    }),
     local: Obj({
       keyStoreFile: Path,
       masterKeyFile: Path,

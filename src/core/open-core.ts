@@ -17,14 +17,7 @@ export function databaseOptions(config: Config): DatabaseOptions {
 }
 
 /** The configured KMS provider. */
-export function openConfiguredKms(config: Config): Promise<Kms> {
-  const { local } = config.kms;
-  // loadConfig resolved every path against the data directory, so none is null here.
-  return openKms({
-    provider: config.kms.provider,
-    local: { keyStoreFile: local.keyStoreFile!, masterKeyFile: local.masterKeyFile!, masterKeyEnv: local.masterKeyEnv },
-  });
-}
+export const openConfiguredKms = (config: Config): Promise<Kms> => openKms(config.kms);
 
 /**
  * Opens the KMS, then the database (migrating it) with the configuration's `secret:NAME` references

@@ -18,15 +18,35 @@ export interface KmsHealth {
 
 export interface Kms {
   readonly provider: string;
-  /** Creates a key with version 1 as primary. Fails with ConflictError if the name exists. */
+  /** Creates a key with version 1 as primary. Fails with ConflictError if the name exists, destroyed keys included. */
   createKey(keyName: string): Promise<void>;
   /** Wraps (encrypts) a data key under the key's primary version; the result names the version used. */
   wrapKey(keyName: string, plaintextKey: Buffer, aad: Buffer): Promise<Buffer>;
-  /** Unwraps with the version named in `wrapped`; throws IntegrityError if it does not authenticate. */
+  /**
+   * Unwraps with the version named in `wrapped`; throws IntegrityError if it does not authenticate,
+   * PreconditionFailedError if that version is not enabled.
+   */
   unwrapKey(keyName: string, wrapped: Buffer, aad: Buffer): Promise<Buffer>;
   /** Makes a new primary version; older enabled versions still unwrap. Returns the new version. */
   rotateKey(keyName: string): Promise<number>;
   listKeyVersions(keyName: string): Promise<KeyVersionInfo[]>;
+  /** Stops one non-primary version from unwrapping (PreconditionFailedError for the primary) until enabled again. */
+  disableKeyVersion(keyName: string, version: number): Promise<void>;
+  enableKeyVersion(keyName: string, version: number): Promise<void>;
+  /**
+   * Schedules the destruction of every version of the key after the provider's waiting period
+   * (`kms.destroyWaitSeconds`), and returns when. From now on no version wraps or unwraps; until
+   * then `cancelKeyDestruction` restores them as they were; afterwards their material is gone.
+   * Scheduling a key already scheduled returns the time first given.
+   */
+  scheduleKeyDestruction(keyName: string): Promise<Date>;
+  /** PreconditionFailedError if nothing is scheduled or the waiting period is over. */
+  cancelKeyDestruction(keyName: string): Promise<void>;
+  /**
+   * Destroys the material of versions whose scheduled time has passed, for providers where nothing
+   * else does (GCP destroys on its own schedule, so there this only reports). Returns how many.
+   */
+  destroyDueVersions(): Promise<number>;
   health(): Promise<KmsHealth>;
   close(): Promise<void>;
 }

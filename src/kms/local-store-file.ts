@@ -2,31 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError, IntegrityError } from '../errors.js';
-import type { KeyVersionInfo } from './kms.js';
 import { errorCode } from './file-lock.js';
+import { KEY_NAME } from './key-name.js';
+import { isVersionNumber, parseVersionRecord, type KeyRecord, type VersionRecord } from './version-lifecycle.js';
 
 /*
  * The local KMS key store file, 0600:
  *   { "format": 1, "keys": { "<name>": { "primary": n, "versions": [
  *       { "version": n, "state": "enabled", "createdAt": iso, "material": base64 } ] } } }
- * `material` is the key-encryption key sealed under the master key (see local.ts).
+ * `material` is the key-encryption key sealed under the master key (see local.ts). A version
+ * scheduled for destruction also holds `destroyAt` and `stateBefore`; a destroyed one has no material.
  */
 
-export const KEY_NAME = /^[a-z0-9][a-z0-9._:-]{0,127}$/;
-const STATES: readonly KeyVersionInfo['state'][] = ['enabled', 'disabled', 'destroy_scheduled', 'destroyed'];
-const MAX_VERSION = 0xffffffff;
-
-export interface StoredKeyVersion {
-  version: number;
-  state: KeyVersionInfo['state'];
-  createdAt: string;
-  material: string;
+export interface StoredKeyVersion extends VersionRecord {
+  /** Absent once destroyed. */
+  material?: string;
 }
 
-export interface StoredKey {
-  primary: number;
-  versions: StoredKeyVersion[];
-}
+export type StoredKey = KeyRecord<StoredKeyVersion>;
 
 export interface KeyStoreSnapshot {
   keys: Map<string, StoredKey>;
@@ -153,25 +146,17 @@ function parseKeyStore(file: string, text: string): Map<string, StoredKey> {
     }
     const versions: StoredKeyVersion[] = [];
     for (const item of entry.versions as unknown[]) {
-      if (
-        !isRecord(item) ||
-        !isVersionNumber(item.version) ||
-        !STATES.includes(item.state as KeyVersionInfo['state']) ||
-        typeof item.createdAt !== 'string' ||
-        Number.isNaN(Date.parse(item.createdAt)) ||
-        typeof item.material !== 'string'
-      ) {
+      const parsed = parseVersionRecord(item);
+      const material = isRecord(item) ? item.material : undefined;
+      // Exactly the destroyed versions lack material: a destroyed one keeping it would be a failed shred.
+      const materialFits = parsed?.state === 'destroyed' ? material === undefined : typeof material === 'string';
+      if (parsed === undefined || !materialFits) {
         throw malformed(`key ${name} has an invalid version entry`);
       }
-      if (versions.some((known) => known.version === item.version)) {
-        throw malformed(`key ${name} lists version ${String(item.version)} twice`);
+      if (versions.some((known) => known.version === parsed.version)) {
+        throw malformed(`key ${name} lists version ${String(parsed.version)} twice`);
       }
-      versions.push({
-        version: item.version,
-        state: item.state as KeyVersionInfo['state'],
-        createdAt: item.createdAt,
-        material: item.material,
-      });
+      versions.push(typeof material === 'string' ? { ...parsed, material } : parsed);
     }
     if (!versions.some((known) => known.version === entry.primary)) {
       throw malformed(`key ${name} names a primary version it does not have`);
@@ -183,8 +168,4 @@ function parseKeyStore(file: string, text: string): Map<string, StoredKey> {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isVersionNumber(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_VERSION;
 }

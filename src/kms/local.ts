@@ -1,18 +1,10 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import {
-  BadRequestError,
-  ConfigError,
-  ConflictError,
-  IntegrityError,
-  NotFoundError,
-  PreconditionFailedError,
-  StrongroomError,
-  UnavailableError,
-} from '../errors.js';
+import { BadRequestError, ConfigError, ConflictError, IntegrityError, NotFoundError, UnavailableError } from '../errors.js';
 import { withFileLock } from './file-lock.js';
+import { assertKeyName } from './key-name.js';
 import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
+import { KEK_LENGTH, materialOf, openMaterial, sealMaterial } from './local-material.js';
 import {
-  KEY_NAME,
   ensureKeyStoreFolder,
   keyStoreFileIdentity,
   readKeyStoreFile,
@@ -20,34 +12,44 @@ import {
   type StoredKey,
   type StoredKeyVersion,
 } from './local-store-file.js';
+import {
+  assertUsable,
+  cancelDestruction,
+  describeVersions,
+  dueVersions,
+  findVersion,
+  markDestroyed,
+  nextVersion,
+  scheduleDestruction,
+  setVersionEnabled,
+} from './version-lifecycle.js';
 
 export { createMasterKeyFile, readMasterKey } from './master-key.js';
 
 /*
  * The `local` provider keeps key-encryption keys (KEKs) in a 0600 JSON file, each sealed under a
- * master key, and holds them decrypted in memory: it is for one machine, and honest about it.
- *
- * KEK material in the file: base64( iv (12) | AES-256-GCM(master key, KEK) (32) | tag (16) ), with
- * AAD `strongroom-local-kms|<name>|<version>` so an entry copied to another name or version fails.
+ * master key (local-material.ts), and holds them decrypted in memory: it is for one machine, and
+ * honest about it.
  *
  * Wrapped data keys: 0x01 | version (u32 BE) | iv (12) | ciphertext | tag (16), AES-256-GCM under
  * that KEK version with the caller's AAD.
  */
 
-const KEK_LENGTH = 32;
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
-const MATERIAL_LENGTH = IV_LENGTH + KEK_LENGTH + TAG_LENGTH;
 const WRAP_FORMAT = 0x01;
 const WRAP_HEADER_LENGTH = 5;
 const MAX_WRAPPED_KEY_LENGTH = 1024;
 const UNWRAP_FAILED = 'wrapped key failed authentication';
+const DEFAULT_DESTROY_WAIT_SECONDS = 86400;
 
 export interface LocalKmsOptions {
   keyStoreFile: string;
   /** 32 bytes; copied, so the caller may wipe its own buffer. */
   masterKey: Buffer;
   clock?: () => Date;
+  /** How long a key scheduled for destruction can still be restored; default 24 h. */
+  destroyWaitSeconds?: number;
 }
 
 /**
@@ -60,7 +62,16 @@ export async function openLocalKms(opts: LocalKmsOptions): Promise<Kms> {
   if (!Buffer.isBuffer(opts.masterKey) || opts.masterKey.length !== KEK_LENGTH) {
     throw new ConfigError('kms.local.masterKey', 'the master key must be 32 bytes');
   }
-  const kms = new LocalKms(opts.keyStoreFile, Buffer.from(opts.masterKey), opts.clock ?? (() => new Date()));
+  const destroyWaitSeconds = opts.destroyWaitSeconds ?? DEFAULT_DESTROY_WAIT_SECONDS;
+  if (!Number.isInteger(destroyWaitSeconds) || destroyWaitSeconds < 0) {
+    throw new ConfigError('kms.destroyWaitSeconds', 'must be a whole number of seconds, 0 or more');
+  }
+  const kms = new LocalKms(
+    opts.keyStoreFile,
+    Buffer.from(opts.masterKey),
+    opts.clock ?? (() => new Date()),
+    destroyWaitSeconds * 1000,
+  );
   await kms.load();
   return kms;
 }
@@ -70,7 +81,7 @@ class LocalKms implements Kms {
   private keys = new Map<string, StoredKey>();
   private identity: string | null = null;
   /** Decrypted KEKs by `name|version`, with the material they came from (a restored file may differ). */
-  private readonly keks = new Map<string, { material: string; kek: Buffer }>();
+  private readonly keks = new Map<string, { name: string; version: number; material: string; kek: Buffer }>();
   /** Serializes this instance's writes; the lock file serializes them across processes. */
   private writes: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -79,6 +90,7 @@ class LocalKms implements Kms {
     private readonly file: string,
     private readonly masterKey: Buffer,
     private readonly clock: () => Date,
+    private readonly destroyWaitMs: number,
   ) {}
 
   async load(): Promise<void> {
@@ -90,6 +102,7 @@ class LocalKms implements Kms {
     this.assertOpen();
     assertKeyName(keyName);
     await this.modifyStore((keys) => {
+      // A destroyed key keeps its name: data wrapped under it must never meet a new key of that name.
       if (keys.has(keyName)) {
         throw new ConflictError(`KMS key ${keyName} already exists`);
       }
@@ -103,16 +116,10 @@ class LocalKms implements Kms {
     if (!Buffer.isBuffer(plaintextKey) || plaintextKey.length < 1 || plaintextKey.length > MAX_WRAPPED_KEY_LENGTH) {
       throw new BadRequestError(`a key to wrap is 1 to ${MAX_WRAPPED_KEY_LENGTH} bytes`);
     }
-    // Wrapping is rare and must use the current primary, which another process may have rotated.
-    if ((await keyStoreFileIdentity(this.file)) !== this.identity) {
-      await this.reload();
-    }
-    this.assertOpen();
-    const key = this.keys.get(keyName);
-    if (key === undefined) {
-      throw new NotFoundError(`KMS key ${keyName} not found`);
-    }
-    const primary = findVersion(key, key.primary);
+    // Wrapping must use the current primary, which another process may have rotated.
+    await this.refresh();
+    const key = requireKey(this.keys, keyName);
+    const primary = findVersion(key, keyName, key.primary);
     const kek = this.usableKek(keyName, primary);
 
     const wrapped = Buffer.allocUnsafe(WRAP_HEADER_LENGTH + IV_LENGTH + plaintextKey.length + TAG_LENGTH);
@@ -139,17 +146,9 @@ class LocalKms implements Kms {
     ) {
       throw new IntegrityError(UNWRAP_FAILED);
     }
-    const versionNumber = wrapped.readUInt32BE(1);
-    let version = this.lookupVersion(keyName, versionNumber);
-    if (version === undefined) {
-      // Another process (the CLI) may have created or rotated the key since we last read the file.
-      await this.reload();
-      version = this.lookupVersion(keyName, versionNumber);
-      this.assertOpen();
-    }
-    if (version === undefined) {
-      throw new NotFoundError(`KMS key ${keyName} version ${versionNumber} not found`);
-    }
+    // Another process (the CLI, a purge) may have created, disabled or destroyed the version.
+    await this.refresh();
+    const version = findVersion(requireKey(this.keys, keyName), keyName, wrapped.readUInt32BE(1));
     const kek = this.usableKek(keyName, version);
     const decipher = createDecipheriv(
       'aes-256-gcm',
@@ -173,11 +172,8 @@ class LocalKms implements Kms {
     this.assertOpen();
     assertKeyName(keyName);
     return this.modifyStore((keys) => {
-      const key = keys.get(keyName);
-      if (key === undefined) {
-        throw new NotFoundError(`KMS key ${keyName} not found`);
-      }
-      const next = Math.max(...key.versions.map((entry) => entry.version)) + 1;
+      const key = requireKey(keys, keyName);
+      const next = nextVersion(key, keyName);
       key.versions.push(this.newVersion(keyName, next));
       key.primary = next;
       return next;
@@ -187,19 +183,56 @@ class LocalKms implements Kms {
   async listKeyVersions(keyName: string): Promise<KeyVersionInfo[]> {
     this.assertOpen();
     assertKeyName(keyName);
-    if ((await keyStoreFileIdentity(this.file)) !== this.identity) {
-      await this.reload();
+    await this.refresh();
+    return describeVersions(requireKey(this.keys, keyName));
+  }
+
+  async disableKeyVersion(keyName: string, version: number): Promise<void> {
+    await this.setEnabled(keyName, version, false);
+  }
+
+  async enableKeyVersion(keyName: string, version: number): Promise<void> {
+    await this.setEnabled(keyName, version, true);
+  }
+
+  async scheduleKeyDestruction(keyName: string): Promise<Date> {
+    this.assertOpen();
+    assertKeyName(keyName);
+    return this.modifyStore((keys) =>
+      scheduleDestruction(requireKey(keys, keyName), keyName, new Date(this.clock().getTime() + this.destroyWaitMs)),
+    );
+  }
+
+  async cancelKeyDestruction(keyName: string): Promise<void> {
+    this.assertOpen();
+    assertKeyName(keyName);
+    await this.modifyStore((keys) => cancelDestruction(requireKey(keys, keyName), keyName, this.clock()));
+  }
+
+  /**
+   * Deletes the sealed material of due versions from the store. The file is replaced whole, so no
+   * copy remains in it; copies of the file made earlier (backups) still hold the sealed material.
+   */
+  async destroyDueVersions(): Promise<number> {
+    this.assertOpen();
+    // A read without the lock first: the job runs often and usually finds nothing to do.
+    await this.reload();
+    if (!hasDueVersions(this.keys, this.clock())) {
+      return 0;
     }
-    const key = this.keys.get(keyName);
-    if (key === undefined) {
-      throw new NotFoundError(`KMS key ${keyName} not found`);
-    }
-    return key.versions.map((entry) => ({
-      version: entry.version,
-      state: entry.state,
-      primary: entry.version === key.primary,
-      createdAt: new Date(entry.createdAt),
-    }));
+    // Re-read under the lock: another process destroying the same versions leaves nothing to count here.
+    return this.modifyStore((keys) => {
+      const now = this.clock();
+      let destroyed = 0;
+      for (const key of keys.values()) {
+        for (const version of dueVersions(key, now)) {
+          markDestroyed(version);
+          delete version.material;
+          destroyed += 1;
+        }
+      }
+      return destroyed;
+    });
   }
 
   async health(): Promise<KmsHealth> {
@@ -209,12 +242,12 @@ class LocalKms implements Kms {
     try {
       // A fresh read, not the cache: the probe must show the file and master key work now.
       const { keys } = await readKeyStoreFile(this.file);
-      const probe = keys.entries().next();
-      if (probe.done === true) {
-        return { ok: true, provider: this.provider, detail: 'key store readable; no keys yet' };
+      const probe = firstSealedVersion(keys);
+      if (probe === undefined) {
+        const detail = keys.size === 0 ? 'no keys yet' : `${keys.size} keys, all destroyed`;
+        return { ok: true, provider: this.provider, detail: `key store readable; ${detail}` };
       }
-      const [name, key] = probe.value;
-      openMaterial(this.masterKey, name, findVersion(key, key.primary)).fill(0);
+      openMaterial(this.masterKey, probe.name, probe.version).fill(0);
       return { ok: true, provider: this.provider, detail: `key store readable; ${keys.size} keys; master key verified` };
     } catch (error) {
       return { ok: false, provider: this.provider, detail: error instanceof Error ? error.message : String(error) };
@@ -235,6 +268,12 @@ class LocalKms implements Kms {
     this.masterKey.fill(0);
   }
 
+  private async setEnabled(keyName: string, version: number, enabled: boolean): Promise<void> {
+    this.assertOpen();
+    assertKeyName(keyName);
+    await this.modifyStore((keys) => setVersionEnabled(requireKey(keys, keyName), keyName, version, enabled));
+  }
+
   /** Read-modify-write under the lock, re-reading the file inside it so no other writer's update is lost. */
   private modifyStore<T>(change: (keys: Map<string, StoredKey>) => T): Promise<T> {
     const run = this.writes.then(async () => {
@@ -243,8 +282,7 @@ class LocalKms implements Kms {
         const { keys } = await readKeyStoreFile(this.file);
         const result = change(keys);
         const identity = await writeKeyStoreFile(this.file, keys);
-        this.keys = keys;
-        this.identity = identity;
+        this.replaceKeys(keys, identity);
         return result;
       });
     });
@@ -252,10 +290,30 @@ class LocalKms implements Kms {
     return run;
   }
 
+  /** Re-reads the store if another process (or instance) has replaced the file since the last read. */
+  private async refresh(): Promise<void> {
+    if ((await keyStoreFileIdentity(this.file)) !== this.identity) {
+      await this.reload();
+    }
+    this.assertOpen();
+  }
+
   private async reload(): Promise<void> {
     const snapshot = await readKeyStoreFile(this.file);
-    this.keys = snapshot.keys;
-    this.identity = snapshot.identity;
+    this.replaceKeys(snapshot.keys, snapshot.identity);
+  }
+
+  /** Takes a newer store, wiping cached KEKs whose material it no longer holds (destroyed, or restored). */
+  private replaceKeys(keys: Map<string, StoredKey>, identity: string | null): void {
+    this.keys = keys;
+    this.identity = identity;
+    for (const [slot, cached] of this.keks) {
+      const entry = keys.get(cached.name)?.versions.find((known) => known.version === cached.version);
+      if (entry?.material !== cached.material) {
+        cached.kek.fill(0);
+        this.keks.delete(slot);
+      }
+    }
   }
 
   private newVersion(keyName: string, version: number): StoredKeyVersion {
@@ -266,14 +324,8 @@ class LocalKms implements Kms {
     return { version, state: 'enabled', createdAt: this.clock().toISOString(), material };
   }
 
-  private lookupVersion(keyName: string, version: number): StoredKeyVersion | undefined {
-    return this.keys.get(keyName)?.versions.find((entry) => entry.version === version);
-  }
-
   private usableKek(keyName: string, version: StoredKeyVersion): Buffer {
-    if (version.state !== 'enabled') {
-      throw new PreconditionFailedError(`KMS key ${keyName} version ${version.version} is ${version.state}`);
-    }
+    assertUsable(keyName, version);
     const slot = `${keyName}|${version.version}`;
     const cached = this.keks.get(slot);
     if (cached !== undefined && cached.material === version.material) {
@@ -281,17 +333,19 @@ class LocalKms implements Kms {
     }
     const kek = openMaterial(this.masterKey, keyName, version);
     cached?.kek.fill(0);
-    this.keks.set(slot, { material: version.material, kek });
+    this.keks.set(slot, { name: keyName, version: version.version, material: materialOf(keyName, version), kek });
     return kek;
   }
 
   /** A wrong master key opens no entry; one damaged entry alone must not stop the other tenants. */
   private assertMasterKeyOpensStore(): void {
-    if (this.keys.size === 0) {
-      return;
-    }
+    let sealed = 0;
     for (const [name, key] of this.keys) {
       for (const version of key.versions) {
+        if (version.material === undefined) {
+          continue;
+        }
+        sealed += 1;
         try {
           openMaterial(this.masterKey, name, version).fill(0);
           return;
@@ -299,6 +353,9 @@ class LocalKms implements Kms {
           // Try the next entry.
         }
       }
+    }
+    if (sealed === 0) {
+      return;
     }
     throw new ConfigError(
       'kms.local.masterKey',
@@ -313,52 +370,29 @@ class LocalKms implements Kms {
   }
 }
 
-function assertKeyName(keyName: string): void {
-  if (typeof keyName !== 'string' || !KEY_NAME.test(keyName)) {
-    throw new BadRequestError(`a KMS key name matches ${KEY_NAME.source}`);
+function requireKey(keys: Map<string, StoredKey>, keyName: string): StoredKey {
+  const key = keys.get(keyName);
+  if (key === undefined) {
+    throw new NotFoundError(`KMS key ${keyName} not found`);
   }
+  return key;
 }
 
-function findVersion(key: StoredKey, version: number): StoredKeyVersion {
-  const found = key.versions.find((entry) => entry.version === version);
-  if (found === undefined) {
-    // The store parser guarantees the primary exists; reaching here is a bug.
-    throw new StrongroomError('internal', `key version ${version} missing from a parsed store`);
+function hasDueVersions(keys: Map<string, StoredKey>, now: Date): boolean {
+  for (const key of keys.values()) {
+    if (dueVersions(key, now).length > 0) {
+      return true;
+    }
   }
-  return found;
+  return false;
 }
 
-function materialAad(keyName: string, version: number): Buffer {
-  return Buffer.from(`strongroom-local-kms|${keyName}|${version}`, 'utf8');
-}
-
-function sealMaterial(masterKey: Buffer, keyName: string, version: number, kek: Buffer): string {
-  const iv = randomBytes(IV_LENGTH);
-  const cipher = createCipheriv('aes-256-gcm', masterKey, iv, { authTagLength: TAG_LENGTH });
-  cipher.setAAD(materialAad(keyName, version));
-  const sealed = Buffer.concat([iv, cipher.update(kek), cipher.final(), cipher.getAuthTag()]);
-  return sealed.toString('base64');
-}
-
-function openMaterial(masterKey: Buffer, keyName: string, version: StoredKeyVersion): Buffer {
-  const failed = new IntegrityError(
-    `KMS key ${keyName} version ${version.version} does not open under the master key: wrong master key, or the key store was edited`,
-  );
-  const sealed = Buffer.from(version.material, 'base64');
-  if (sealed.length !== MATERIAL_LENGTH) {
-    throw failed;
+function firstSealedVersion(keys: Map<string, StoredKey>): { name: string; version: StoredKeyVersion } | undefined {
+  for (const [name, key] of keys) {
+    const version = key.versions.find((entry) => entry.material !== undefined);
+    if (version !== undefined) {
+      return { name, version };
+    }
   }
-  const decipher = createDecipheriv('aes-256-gcm', masterKey, sealed.subarray(0, IV_LENGTH), {
-    authTagLength: TAG_LENGTH,
-  });
-  decipher.setAuthTag(sealed.subarray(IV_LENGTH + KEK_LENGTH));
-  decipher.setAAD(materialAad(keyName, version.version));
-  const kek = decipher.update(sealed.subarray(IV_LENGTH, IV_LENGTH + KEK_LENGTH));
-  try {
-    decipher.final();
-  } catch {
-    kek.fill(0);
-    throw failed;
-  }
-  return kek;
+  return undefined;
 }

@@ -58,6 +58,27 @@ describe('openKms', () => {
     );
   });
 
+  it('gives the local provider the configured waiting period before destruction', async () => {
+    const masterKeyFile = join(folder, 'wait-master.key');
+    await createMasterKeyFile(masterKeyFile);
+    const kms = await openKms({ provider: 'local', destroyWaitSeconds: 60, local: { keyStoreFile: join(folder, 'd.json'), masterKeyFile } });
+    await kms.createKey('tenant.a');
+    const before = Date.now();
+    const at = await kms.scheduleKeyDestruction('tenant.a');
+    assert.ok(at.getTime() >= before + 60_000 && at.getTime() <= Date.now() + 60_000);
+    await kms.close();
+  });
+
+  it('refuses a pkcs11 configuration without a library, token label or PIN, naming the missing key', async () => {
+    const complete = { library: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'strongroom', pin: 'not-a-real-pin', sessions: 2 };
+    for (const key of ['library', 'tokenLabel', 'pin'] as const) {
+      await assert.rejects(
+        openKms({ provider: 'pkcs11', pkcs11: { ...complete, [key]: null } }),
+        (error: unknown) => error instanceof ConfigError && error.key === `kms.pkcs11.${key}` && !error.message.includes(complete.pin),
+      );
+    }
+  });
+
   it('refuses an unknown provider', async () => {
     await assert.rejects(openKms({ provider: 'vault' } as unknown as Parameters<typeof openKms>[0]), ConfigError);
   });

@@ -13,6 +13,7 @@ import {
   ConflictError,
   IntegrityError,
   NotFoundError,
+  PreconditionFailedError,
   UnavailableError,
 } from '../../src/errors.js';
 import type { Kms } from '../../src/kms/kms.js';
@@ -33,19 +34,30 @@ interface Fixture {
   folder: string;
   keyStoreFile: string;
   masterKey: Buffer;
-  open(clock?: () => Date): Promise<Kms>;
+  open(clock?: () => Date, destroyWaitSeconds?: number): Promise<Kms>;
 }
 
 function fixture(): Fixture {
   const folder = tempFolder();
   const keyStoreFile = join(folder, 'keystore.json');
   const masterKey = randomBytes(32);
-  return { folder, keyStoreFile, masterKey, open: (clock) => openLocalKms({ keyStoreFile, masterKey, clock }) };
+  return {
+    folder,
+    keyStoreFile,
+    masterKey,
+    open: (clock, destroyWaitSeconds) => openLocalKms({ keyStoreFile, masterKey, clock, destroyWaitSeconds }),
+  };
 }
 
 interface StoreDocument {
   format: number;
-  keys: Record<string, { primary: number; versions: { version: number; state: string; createdAt: string; material: string }[] }>;
+  keys: Record<
+    string,
+    {
+      primary: number;
+      versions: { version: number; state: string; createdAt: string; material?: string; destroyAt?: string; stateBefore?: string }[];
+    }
+  >;
 }
 
 const readStore = (file: string): StoreDocument => JSON.parse(readFileSync(file, 'utf8')) as StoreDocument;
@@ -213,7 +225,7 @@ describe('local KMS: the key store file', () => {
     const text = raw.toString('utf8');
     const forbidden = [dataKey, f.masterKey];
     for (const entry of readStore(f.keyStoreFile).keys['tenant.a']?.versions ?? []) {
-      forbidden.push(openMaterialByHand(f.masterKey, 'tenant.a', entry.version, entry.material));
+      forbidden.push(openMaterialByHand(f.masterKey, 'tenant.a', entry.version, entry.material ?? ''));
     }
     assert.equal(forbidden.length, 4);
     for (const secret of forbidden) {
@@ -242,7 +254,7 @@ describe('local KMS: the key store file', () => {
 
     const store = readStore(f.keyStoreFile);
     const entry = store.keys['tenant.a']?.versions[0];
-    assert.ok(entry);
+    assert.ok(entry?.material);
     const material = Buffer.from(entry.material, 'base64');
     material[20] = (material[20] as number) ^ 0x01;
     entry.material = material.toString('base64');
@@ -307,6 +319,119 @@ describe('local KMS: the key store file', () => {
     assert.equal(exposed.ok, false);
     assert.match(exposed.detail, /chmod 600/);
     await kms.close();
+  });
+});
+
+describe('local KMS: disabling and destroying versions in the store file', () => {
+  const day = 86_400_000;
+
+  it('a scheduled version records its destruction time and former state; destruction deletes its sealed material from the file', async () => {
+    const f = fixture();
+    let now = new Date('2026-03-01T00:00:00Z');
+    const kms = await f.open(() => now, 3600);
+    await kms.createKey('tenant.a');
+    await kms.rotateKey('tenant.a');
+    await kms.disableKeyVersion('tenant.a', 1);
+    const sealed = (readStore(f.keyStoreFile).keys['tenant.a']?.versions ?? []).map((entry) => entry.material);
+    assert.equal(sealed.length, 2);
+
+    assert.deepEqual(await kms.scheduleKeyDestruction('tenant.a'), new Date('2026-03-01T01:00:00Z'));
+    assert.deepEqual(
+      readStore(f.keyStoreFile).keys['tenant.a']?.versions.map(({ state, destroyAt, stateBefore }) => ({ state, destroyAt, stateBefore })),
+      [
+        { state: 'destroy_scheduled', destroyAt: '2026-03-01T01:00:00.000Z', stateBefore: 'disabled' },
+        { state: 'destroy_scheduled', destroyAt: '2026-03-01T01:00:00.000Z', stateBefore: 'enabled' },
+      ],
+    );
+
+    now = new Date('2026-03-01T01:00:00Z');
+    assert.equal(await kms.destroyDueVersions(), 2);
+    const text = readFileSync(f.keyStoreFile, 'utf8');
+    for (const material of sealed) {
+      assert.ok(material !== undefined && !text.includes(material), 'the sealed material is gone from the file');
+    }
+    assert.deepEqual(readStore(f.keyStoreFile).keys['tenant.a']?.versions.map((entry) => Object.keys(entry).sort()), [
+      ['createdAt', 'state', 'version'],
+      ['createdAt', 'state', 'version'],
+    ]);
+    await kms.close();
+
+    // Reopened, the store still says destroyed, and nothing can bring the versions back.
+    const reopened = await f.open(() => now);
+    assert.deepEqual((await reopened.listKeyVersions('tenant.a')).map((v) => v.state), ['destroyed', 'destroyed']);
+    await assert.rejects(reopened.cancelKeyDestruction('tenant.a'), PreconditionFailedError);
+    assert.equal((await reopened.health()).ok, true);
+    await reopened.close();
+  });
+
+  it('a version another instance disables or destroys stops unwrapping in this one at once', async () => {
+    const f = fixture();
+    let now = new Date('2026-03-01T00:00:00Z');
+    const server = await f.open(() => now);
+    const cli = await f.open(() => now);
+    await server.createKey('tenant.a');
+    const dataKey = randomBytes(32);
+    const wrapped = await server.wrapKey('tenant.a', dataKey, aad);
+    await server.rotateKey('tenant.a');
+    assert.deepEqual(await server.unwrapKey('tenant.a', wrapped, aad), dataKey);
+
+    await cli.disableKeyVersion('tenant.a', 1);
+    await assert.rejects(server.unwrapKey('tenant.a', wrapped, aad), PreconditionFailedError);
+    await cli.enableKeyVersion('tenant.a', 1);
+    assert.deepEqual(await server.unwrapKey('tenant.a', wrapped, aad), dataKey);
+
+    await cli.scheduleKeyDestruction('tenant.a');
+    now = new Date(now.getTime() + day);
+    assert.equal(await cli.destroyDueVersions(), 2);
+    await assert.rejects(server.unwrapKey('tenant.a', wrapped, aad), PreconditionFailedError);
+    await server.close();
+    await cli.close();
+  });
+
+  it('two instances destroying due versions at the same time destroy each once', async () => {
+    const f = fixture();
+    let now = new Date('2026-03-01T00:00:00Z');
+    const one = await f.open(() => now);
+    const two = await f.open(() => now);
+    for (const name of ['tenant.a', 'tenant.b', 'tenant.c']) {
+      await one.createKey(name);
+      await one.rotateKey(name);
+      await one.scheduleKeyDestruction(name);
+    }
+    now = new Date(now.getTime() + day);
+    const counts = await Promise.all([one.destroyDueVersions(), two.destroyDueVersions(), one.destroyDueVersions()]);
+    assert.equal(counts.reduce((sum, count) => sum + count, 0), 6, `destroyed ${counts.join(' + ')}`);
+    await one.close();
+    await two.close();
+  });
+
+  it('refuses a store whose destroyed version keeps material, or whose scheduled version lacks its time', async () => {
+    const f = fixture();
+    const kms = await f.open();
+    await kms.createKey('tenant.a');
+    await kms.rotateKey('tenant.a');
+    await kms.close();
+    const good = readStore(f.keyStoreFile);
+
+    const keepsMaterial = structuredClone(good);
+    const first = keepsMaterial.keys['tenant.a']?.versions[0];
+    assert.ok(first);
+    first.state = 'destroyed';
+    writeFileSync(f.keyStoreFile, JSON.stringify(keepsMaterial), { mode: 0o600 });
+    await assert.rejects(f.open(), IntegrityError);
+
+    const noTime = structuredClone(good);
+    const scheduled = noTime.keys['tenant.a']?.versions[0];
+    assert.ok(scheduled);
+    scheduled.state = 'destroy_scheduled';
+    scheduled.stateBefore = 'enabled';
+    writeFileSync(f.keyStoreFile, JSON.stringify(noTime), { mode: 0o600 });
+    await assert.rejects(f.open(), IntegrityError);
+  });
+
+  it('refuses a negative or fractional waiting period', async () => {
+    await assert.rejects(fixture().open(undefined, -1), ConfigError);
+    await assert.rejects(fixture().open(undefined, 1.5), ConfigError);
   });
 });
 
