@@ -136,6 +136,93 @@ program
     }
   });
 
+const keys = program.command('keys').description('key-encryption keys: rotation, re-wrapping, status');
+
+/** Re-wraps every data key not on its KEK's primary version, printing progress to standard error. */
+async function rewrapWithProgress(core: Awaited<ReturnType<typeof openCore>>): Promise<number> {
+  const { rewrapAll } = await import('../core/key-rotation.js');
+  const started = Date.now();
+  return rewrapAll(core, ({ done, total }) => {
+    const rate = done / Math.max(1, Date.now() - started);
+    const eta = rate > 0 ? Math.ceil((total - done) / rate / 1000) : '?';
+    process.stderr.write(`\rre-wrapped ${done}/${total} data keys, about ${eta} s left   `);
+  });
+}
+
+keys
+  .command('rotate')
+  .description('make a new primary KEK version, then re-wrap the data keys under it (never decrypting records)')
+  .option('--tenant <id>', "one tenant's KEK")
+  .option('--all-tenants', "every tenant's KEK")
+  .option('--system', 'the system KEK that seals the secrets')
+  .action(async (options: { tenant?: string; allTenants?: boolean; system?: boolean }) => {
+    if ([options.tenant !== undefined, options.allTenants, options.system].filter(Boolean).length !== 1) {
+      throw new StrongroomError('bad_request', 'say which key: --tenant T, --all-tenants or --system');
+    }
+    const config = configFrom(globals());
+    const core = await openCore(config);
+    try {
+      if (options.system) {
+        const { openSecretStore, SYSTEM_SECRETS_KEY } = await import('../secrets/store.js');
+        const version = await core.kms.rotateKey(SYSTEM_SECRETS_KEY);
+        const rewrapped = await openSecretStore({ file: config.secrets.file!, kms: core.kms }).rewrap();
+        say(`${SYSTEM_SECRETS_KEY}: version ${version} is primary; ${rewrapped} secrets re-wrapped`);
+        return;
+      }
+      const { kekName } = await import('../core/tenant-keys.js');
+      let query = core.db.reader.selectFrom('tenants').select('id').orderBy('id');
+      if (options.tenant) query = query.where('id', '=', options.tenant);
+      const ids = (await query.execute()).map((r) => r.id);
+      if (ids.length === 0) throw new StrongroomError('not_found', options.tenant ? `no tenant ${options.tenant}` : 'no tenants');
+      for (const id of ids) say(`${kekName(id)}: version ${await core.kms.rotateKey(kekName(id))} is primary`);
+      const rewrapped = await rewrapWithProgress(core);
+      say(`\n${rewrapped} data keys re-wrapped`);
+    } finally {
+      await core.close();
+    }
+  });
+
+keys
+  .command('rewrap')
+  .description('re-wrap every data key not on its KEK primary version (resumes an interrupted rotation)')
+  .action(async () => {
+    const core = await openCore(configFrom(globals()));
+    try {
+      say(`\n${await rewrapWithProgress(core)} data keys re-wrapped`);
+    } finally {
+      await core.close();
+    }
+  });
+
+keys
+  .command('status')
+  .description('KEK versions, data keys per version, re-wrap progress and ETA')
+  .option('--json', 'print one JSON object')
+  .action(async (options: { json?: boolean }) => {
+    const core = await openCore(configFrom(globals()));
+    try {
+      const { dataKeyVersions, jobProgress, REWRAP_JOB } = await import('../core/key-rotation.js');
+      const tenants = await dataKeyVersions(core);
+      const rewrap = await jobProgress(core, REWRAP_JOB);
+      const stale = tenants.reduce((n, t) => n + Object.entries(t.dataKeys).filter(([v]) => Number(v) !== t.primary).reduce((m, [, c]) => m + c, 0), 0);
+      if (options.json) {
+        say(JSON.stringify({ tenants, dataKeysOnOlderVersions: stale, rewrap }));
+        return;
+      }
+      for (const t of tenants) {
+        const counts = Object.entries(t.dataKeys).map(([v, c]) => `v${v}: ${c}`).join(', ');
+        say(`${t.tenantId}  primary v${t.primary}  data keys ${counts}`);
+      }
+      say(`${stale} data keys on an older KEK version`);
+      if (rewrap) {
+        const state = rewrap.finishedAt ? `finished ${new Date(rewrap.finishedAt).toISOString()}` : `running, about ${Math.ceil((rewrap.etaMs ?? 0) / 1000)} s left`;
+        say(`last re-wrap: ${rewrap.done}/${rewrap.total}, ${state}`);
+      }
+    } finally {
+      await core.close();
+    }
+  });
+
 /** Runs `use` with the secret store of this configuration, through its KMS. */
 async function withSecretStore<T>(use: (store: import('../secrets/store.js').SecretStore) => Promise<T>): Promise<T> {
   const config = configFrom(globals());

@@ -68,12 +68,12 @@ export async function auditRead(core: Core, actor: Actor, meta: RequestMeta, ent
 
 const KEYRING: Actor = { kind: 'system', name: 'keyring' };
 
-/** Records that the keyring used the tenant's KEK to unwrap a data key (on a cache miss). */
-export function auditKeyUse(core: Core, tenantId: string, keyId: number): Promise<void> {
+/** Records that the keyring used the tenant's KEK (which version, for which purpose) to unwrap a data key, on a cache miss. */
+export function auditKeyUse(core: Core, tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }): Promise<void> {
   return auditRead(core, KEYRING, { requestId: '-', sourceIp: '-' }, {
     tenantId,
     action: 'kms.unwrap',
-    target: plainTarget(`data-key:${keyId}`),
+    target: plainTarget(`data-key:${use.keyId} purpose:${use.purpose} kek-version:${use.kekVersion}`),
     result: 'ok',
   });
 }

@@ -38,7 +38,7 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     ttlMs: config.keys.dataKeyCacheSeconds * 1000,
     maxEntries: config.keys.dataKeyCacheEntries,
     clock: now,
-    unwrap: dataKeyUnwrapper(db, kms, (tenantId, keyId) => auditKeyUse(core, tenantId, keyId)),
+    unwrap: dataKeyUnwrapper(db, kms, (tenantId, use) => auditKeyUse(core, tenantId, use)),
   });
   const core: Core & { close(): Promise<void> } = {
     db,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeAad, type DataKey } from '../crypto/record-cipher.js';
 import { deriveIndexKey } from '../crypto/blind-index.js';
 import { NotFoundError } from '../errors.js';
-import type { Kms } from '../kms/kms.js';
+import { wrappedKeyVersion, type Kms } from '../kms/kms.js';
 import type { Tx } from '../store/db/group-commit.js';
 import type { Core } from './context.js';
 
@@ -13,11 +13,11 @@ import type { Core } from './context.js';
 export const DATA_KEY_ID = 1;
 export const INDEX_KEY_ID = 2;
 
-type Purpose = 'data' | 'index';
+export type Purpose = 'data' | 'index';
 
 export const kekName = (tenantId: string) => `tenant.${tenantId}`;
 
-const wrapAad = (tenantId: string, keyId: number, purpose: Purpose) =>
+export const wrapAad = (tenantId: string, keyId: number, purpose: Purpose) =>
   encodeAad(['strongroom/data-key', tenantId, keyId, purpose]);
 
 export interface NewTenantKeys {
@@ -49,7 +49,7 @@ export async function insertTenantKeys(tx: Tx, tenantId: string, keys: NewTenant
  * The keyring's loader: reads a wrapped data key and unwraps it with the tenant's KEK, then records
  * that use of the KMS with `audit`. A use that cannot be audited fails, and its key is wiped.
  */
-export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: string, keyId: number) => Promise<void>) {
+export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }) => Promise<void>) {
   return async (tenantId: string, keyId: number): Promise<Buffer> => {
     const row = await db.reader
       .selectFrom('data_keys')
@@ -60,7 +60,7 @@ export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: str
     if (!row) throw new NotFoundError('tenant not found');
     const key = await kms.unwrapKey(kekName(tenantId), row.wrapped, wrapAad(tenantId, keyId, row.purpose as Purpose));
     try {
-      await audit(tenantId, keyId);
+      await audit(tenantId, { keyId, purpose: row.purpose, kekVersion: wrappedKeyVersion(row.wrapped) });
     } catch (error) {
       key.fill(0);
       throw error;

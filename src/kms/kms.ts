@@ -1,3 +1,5 @@
+import { IntegrityError } from '../errors.js';
+
 /**
  * The one KMS interface every provider implements. A key is named; it has numbered versions, one of
  * them primary. Callers wrap data keys with associated data and never see key-encryption-key
@@ -49,4 +51,13 @@ export interface Kms {
   destroyDueVersions(): Promise<number>;
   health(): Promise<KmsHealth>;
   close(): Promise<void>;
+}
+
+/**
+ * Every provider's wrapped key begins with its format byte and the KEK version that wrapped it
+ * (u32 BE), so re-wrapping can tell which keys an old version still holds without a KMS call.
+ */
+export function wrappedKeyVersion(wrapped: Buffer): number {
+  if (wrapped.length < 5) throw new IntegrityError('not a wrapped key');
+  return wrapped.readUInt32BE(1);
 }

@@ -5,7 +5,7 @@ import { encodeAad, openRecord, sealRecord } from '../crypto/record-cipher.js';
 import { BadRequestError, ConflictError, IntegrityError, NotFoundError } from '../errors.js';
 import { writeFileAtomic } from '../files/atomic-file.js';
 import { withFileLock } from '../kms/file-lock.js';
-import type { Kms } from '../kms/kms.js';
+import { wrappedKeyVersion, type Kms } from '../kms/kms.js';
 import { assertPrivateMode } from '../kms/local-store-file.js';
 
 /**
@@ -20,6 +20,8 @@ export interface SecretStore {
   get(name: string): Promise<Buffer>;
   list(): Promise<SecretInfo[]>;
   delete(name: string): Promise<void>;
+  /** Re-wraps every secret's data key under the system key's primary version; returns how many changed. */
+  rewrap(): Promise<number>;
 }
 
 export interface SecretInfo {
@@ -106,6 +108,30 @@ export function openSecretStore(opts: { file: string; kms: Kms; now?: () => numb
       return Object.entries(await read())
         .map(([name, s]) => ({ name, createdAt: s.createdAt, updatedAt: s.updatedAt }))
         .sort((a, b) => a.name.localeCompare(b.name));
+    },
+    async rewrap() {
+      const primary = (await kms.listKeyVersions(SYSTEM_SECRETS_KEY)).find((v) => v.primary)?.version;
+      const replacements = new Map<string, { from: string; to: string }>();
+      for (const [name, stored] of Object.entries(await read())) {
+        const wrapped = Buffer.from(stored.wrappedKey, 'base64');
+        if (wrappedKeyVersion(wrapped) === primary) continue;
+        const dataKey = await kms.unwrapKey(SYSTEM_SECRETS_KEY, wrapped, aad(name));
+        try {
+          replacements.set(name, { from: stored.wrappedKey, to: (await kms.wrapKey(SYSTEM_SECRETS_KEY, dataKey, aad(name))).toString('base64') });
+        } finally {
+          dataKey.fill(0);
+        }
+      }
+      let changed = 0;
+      await modify((secrets) => {
+        for (const [name, { from, to }] of replacements) {
+          // Only if nobody replaced the secret meanwhile.
+          if (secrets[name]?.wrappedKey !== from) continue;
+          secrets[name] = { ...secrets[name], wrappedKey: to };
+          changed += 1;
+        }
+      });
+      return changed;
     },
     async delete(name) {
       checkName(name);

@@ -160,7 +160,7 @@ for (const driver of DRIVERS) {
       assert.ok(events.some((e) => e.action === 'record.put' && e.actor.startsWith('api-key:')));
       assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i + 1));
       const keyUses = events.filter((e) => e.action === 'kms.unwrap');
-      assert.deepEqual(keyUses.map((e) => [e.actor, e.target]).sort(), [['system:keyring', 'data-key:1'], ['system:keyring', 'data-key:2']], 'each KMS unwrap of a data key is audited once while cached');
+      assert.deepEqual(keyUses.map((e) => [e.actor, e.target]).sort(), [['system:keyring', 'data-key:1 purpose:data kek-version:1'], ['system:keyring', 'data-key:2 purpose:index kek-version:1']], 'each KMS unwrap of a data key is audited once while cached');
     });
 
     test('collection indexes cannot change once it holds records', async () => {

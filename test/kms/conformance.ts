@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
 import { ConflictError, IntegrityError, NotFoundError, PreconditionFailedError, UnavailableError } from '../../src/errors.js';
-import type { KeyVersionInfo, Kms } from '../../src/kms/kms.js';
+import { wrappedKeyVersion, type KeyVersionInfo, type Kms } from '../../src/kms/kms.js';
 
 export interface KmsUnderTest {
   kms: Kms;
@@ -159,6 +159,7 @@ export function describeKmsConformance(label: string, open: () => Promise<KmsUnd
           ]);
           for (const [i, key] of keys.entries()) {
             assert.deepEqual(await kms.unwrapKey(name, wrapped[i] as Buffer, aad), key);
+            assert.equal(wrappedKeyVersion(wrapped[i] as Buffer), i + 1, 'the wrapped key names its version where re-wrapping reads it');
           }
           // With versions 1 and 2 disabled only version 3 works: the last wrap used it, the others did not.
           await kms.disableKeyVersion(name, 1);

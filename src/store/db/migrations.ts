@@ -199,11 +199,27 @@ function accessRequests(dialect: Dialect): Migration {
   };
 }
 
+/** Progress of long jobs (a rewrap after a rotation), so that another process can show it and its ETA. */
+const jobRuns: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('job_runs')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('finished_at', 'bigint')
+      .addColumn('total', 'bigint', (c) => c.notNull())
+      .addColumn('done', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_member_identity': memberIdentity(dialect),
     '0003_tenant_mfa_policy': tenantMfaPolicy,
     '0004_access_requests': accessRequests(dialect),
+    '0005_job_runs': jobRuns,
   };
 }

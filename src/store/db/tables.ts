@@ -148,6 +148,15 @@ export interface OutboxTable {
   next_attempt_at: number;
 }
 
+export interface JobRunsTable {
+  name: string;
+  started_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  total: number;
+  done: number;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -162,4 +171,5 @@ export interface Tables {
   change_log: ChangeLogTable;
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
+  job_runs: JobRunsTable;
 }

@@ -1,0 +1,129 @@
+import { wrappedKeyVersion } from '../kms/kms.js';
+import type { Core } from './context.js';
+import { auditInTx, plainTarget, type Actor } from './audit-events.js';
+import { kekName, wrapAad, type Purpose } from './tenant-keys.js';
+
+const REWRAP: Actor = { kind: 'system', name: 'rewrap' };
+const META = { requestId: '-', sourceIp: '-' };
+
+/** The primary version of a KMS key. */
+export async function primaryVersion(core: Core, keyName: string): Promise<number> {
+  const primary = (await core.kms.listKeyVersions(keyName)).find((v) => v.primary);
+  if (!primary) throw new Error(`KMS key ${keyName} has no primary version`);
+  return primary.version;
+}
+
+/**
+ * Re-wraps the tenant's data keys that an older version of its KEK wraps under the primary one.
+ * Only data keys pass through memory, never a record. Each row is replaced only if it still holds
+ * what was read (compare and swap), in one transaction with its `kms.rewrap` audit event: two runs
+ * at once do no harm, and after a crash the next run carries on. Returns how many it re-wrapped.
+ */
+export async function rewrapTenant(core: Core, tenantId: string): Promise<number> {
+  const kek = kekName(tenantId);
+  const primary = await primaryVersion(core, kek);
+  const rows = await core.db.reader.selectFrom('data_keys').select(['key_id', 'purpose', 'wrapped']).where('tenant_id', '=', tenantId).orderBy('key_id').execute();
+  let rewrapped = 0;
+  for (const row of rows) {
+    const from = wrappedKeyVersion(row.wrapped);
+    if (from === primary) continue;
+    const aad = wrapAad(tenantId, row.key_id, row.purpose as Purpose);
+    const key = await core.kms.unwrapKey(kek, row.wrapped, aad);
+    let wrapped: Buffer;
+    try {
+      wrapped = await core.kms.wrapKey(kek, key, aad);
+    } finally {
+      key.fill(0);
+    }
+    const changed = await core.committer.submit(tenantId, async (tx, batch) => {
+      const result = await tx
+        .updateTable('data_keys')
+        .set({ wrapped })
+        .where('tenant_id', '=', tenantId)
+        .where('key_id', '=', row.key_id)
+        .where('wrapped', '=', row.wrapped)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 0) return false;
+      const target = plainTarget(`data-key:${row.key_id} kek-version:${from}->${wrappedKeyVersion(wrapped)}`);
+      await auditInTx(tx, batch, core, REWRAP, META, { tenantId, action: 'kms.rewrap', target, result: 'ok' });
+      return true;
+    });
+    if (changed) rewrapped += 1;
+  }
+  return rewrapped;
+}
+
+export interface KeyVersionCounts {
+  tenantId: string;
+  primary: number;
+  /** Data keys per KEK version that wraps them. */
+  dataKeys: Record<number, number>;
+}
+
+/** For each tenant: its KEK's primary version and how many data keys each version wraps. */
+export async function dataKeyVersions(core: Core): Promise<KeyVersionCounts[]> {
+  const rows = await core.db.reader.selectFrom('data_keys').select(['tenant_id', 'wrapped']).orderBy('tenant_id').execute();
+  const byTenant = new Map<string, Record<number, number>>();
+  for (const row of rows) {
+    const counts = byTenant.get(row.tenant_id) ?? {};
+    const version = wrappedKeyVersion(row.wrapped);
+    counts[version] = (counts[version] ?? 0) + 1;
+    byTenant.set(row.tenant_id, counts);
+  }
+  const result: KeyVersionCounts[] = [];
+  for (const [tenantId, dataKeys] of byTenant) result.push({ tenantId, primary: await primaryVersion(core, kekName(tenantId)), dataKeys });
+  return result;
+}
+
+export interface JobProgress {
+  name: string;
+  startedAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  total: number;
+  done: number;
+  /** Milliseconds left at the rate so far; null before the first item or once finished. */
+  etaMs: number | null;
+}
+
+export const REWRAP_JOB = 'rewrap';
+
+async function recordProgress(core: Core, run: { startedAt: number; total: number; done: number; finished: boolean }): Promise<void> {
+  const row = { started_at: run.startedAt, updated_at: core.now(), finished_at: run.finished ? core.now() : null, total: run.total, done: run.done };
+  // Through the group committer, which owns the writer connection; no tenant's chain moves.
+  await core.committer.submit('_system', (tx) =>
+    tx
+      .insertInto('job_runs')
+      .values({ name: REWRAP_JOB, ...row })
+      .onConflict((oc) => oc.column('name').doUpdateSet(row))
+      .execute(),
+  );
+}
+
+/**
+ * Re-wraps every tenant's data keys that are not on their KEK's primary version, tenant by tenant,
+ * recording progress for `keys status`. Returns how many keys it re-wrapped.
+ */
+export async function rewrapAll(core: Core, onProgress?: (progress: { done: number; total: number }) => void): Promise<number> {
+  const pending = (await dataKeyVersions(core)).filter((t) => Object.keys(t.dataKeys).some((v) => Number(v) !== t.primary));
+  const total = pending.reduce((sum, t) => sum + Object.entries(t.dataKeys).filter(([v]) => Number(v) !== t.primary).reduce((n, [, c]) => n + c, 0), 0);
+  const run = { startedAt: core.now(), total, done: 0, finished: false };
+  await recordProgress(core, run);
+  for (const tenant of pending) {
+    run.done += await rewrapTenant(core, tenant.tenantId);
+    await recordProgress(core, run);
+    onProgress?.({ done: run.done, total });
+  }
+  run.finished = true;
+  await recordProgress(core, run);
+  return run.done;
+}
+
+export async function jobProgress(core: Core, name: string): Promise<JobProgress | null> {
+  const row = await core.db.reader.selectFrom('job_runs').selectAll().where('name', '=', name).executeTakeFirst();
+  if (!row) return null;
+  const [startedAt, updatedAt, done, total] = [row.started_at, row.updated_at, row.done, row.total].map(Number) as [number, number, number, number];
+  const finishedAt = row.finished_at === null ? null : Number(row.finished_at);
+  const etaMs = finishedAt === null && done > 0 ? Math.round(((updatedAt - startedAt) / done) * (total - done)) : null;
+  return { name, startedAt, updatedAt, finishedAt, total, done, etaMs };
+}
