@@ -43,6 +43,8 @@ export class Keyring {
   /** Map order is recency order: a hit moves the entry to the end, eviction takes from the front. */
   private readonly cached = new Map<string, CachedKey>();
   private readonly pending = new Map<string, InFlightUnwrap>();
+  /** Lookups answered from the cache, and those that went to the KMS: the hit rate is a metric. */
+  readonly stats = { hits: 0, misses: 0 };
 
   constructor(options: KeyringOptions) {
     if (!(options.ttlMs > 0) || !Number.isInteger(options.maxEntries) || options.maxEntries < 1) {
@@ -68,6 +70,7 @@ export class Keyring {
     }
     this.cached.delete(slot);
     this.cached.set(slot, entry);
+    this.stats.hits += 1;
     return entry.key;
   }
 
@@ -101,6 +104,7 @@ export class Keyring {
     if (joined !== undefined) {
       return joined;
     }
+    this.stats.misses += 1;
     // Registered before unwrap starts, so even a synchronous throw finds and removes its own entry.
     const inFlight: InFlightUnwrap = { tenantId, promise: undefined };
     this.pending.set(slot, inFlight);

@@ -32,6 +32,7 @@ describe('Keyring', () => {
     assert.equal(second, first);
     assert.equal(keyring.getSync('t1', 1), first);
     assert.deepEqual(calls, ['t1/1']);
+    assert.deepEqual(keyring.stats, { hits: 2, misses: 1 }, 'the hit rate counts lookups served from the cache against unwraps');
   });
 
   it('keeps keys apart by tenant and key id', async () => {
