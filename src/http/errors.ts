@@ -47,7 +47,9 @@ export function errorBody(code: ErrorCode, message: string, requestId: string): 
 function classify(error: FastifyError | StrongroomError): { status: number; code: ErrorCode; message: string } {
   if (error instanceof StrongroomError) {
     const status = STATUS[error.code];
-    return { status, code: error.code, message: status >= 500 ? 'internal error' : error.message };
+    // Our own 5xx messages may name infrastructure (a token, a host): the caller learns only what to do.
+    const hidden = status === 503 ? 'a service this request needs is unavailable; retry later' : 'internal error';
+    return { status, code: error.code, message: status >= 500 ? hidden : error.message };
   }
   if (isDatabaseUnavailable(error)) {
     return { status: 503, code: 'unavailable', message: 'the database is unavailable; nothing was acknowledged, retry later' };

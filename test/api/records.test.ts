@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { apiKeyParts, DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
+import { apiKeyParts, SETUPS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
 after(stopPostgres);
 
-for (const driver of DRIVERS) {
-  describe(`records API on ${driver}`, () => {
+for (const { driver, kms } of SETUPS) {
+  describe(`records API on ${driver} with the ${kms} KMS`, () => {
     let h: Harness;
     let t: { tenantId: string; apiKey: string };
     let base: string;
     /** Moves the server's clock, for expiry. */
     let clockOffset = 0;
     before(async () => {
-      h = await startHarness(driver, { now: () => Date.now() + clockOffset });
+      h = await startHarness(driver, { kms, now: () => Date.now() + clockOffset });
       t = await h.tenant('acme');
       base = `/v1/tenants/${t.tenantId}/collections`;
       const declared = await h.call('PUT', `${base}/people`, { key: t.apiKey, body: { indexes: [{ field: 'email' }, { field: 'age', expectedRows: 1000 }] } });

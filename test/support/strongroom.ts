@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/http/server.js';
 import { prepareDataDir } from '../../src/cli/runtime.js';
 import { databaseFiles, filesUnder, scanFiles } from './disk-scan.js';
+import { createSoftHsmToken, type SoftHsmToken } from './softhsm.js';
 import { createDatabase, startPostgres, type PostgresCluster } from './postgres.js';
 
 export type Driver = 'sqlite' | 'postgres';
@@ -89,12 +90,24 @@ export interface Harness {
   url: string;
   ca: Buffer;
   logs: LogCapture;
+  /** The SoftHSM2 token when the harness runs the pkcs11 provider. */
+  kmsToken: SoftHsmToken | null;
   call(method: string, path: string, options?: CallOptions): Promise<Response>;
   tenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
   close(): Promise<void>;
 }
 
-export async function startHarness(driver: Driver, extra: { now?: () => number; env?: Record<string, string> } = {}): Promise<Harness> {
+/** Where the harness keeps its keys: the embedded local KMS, or a throwaway SoftHSM2 token. */
+export type KmsChoice = 'local' | 'pkcs11';
+
+/** The setups the record suite runs on: each database, and the PKCS#11 provider. */
+export const SETUPS: { driver: Driver; kms: KmsChoice }[] = [
+  { driver: 'sqlite', kms: 'local' },
+  { driver: 'postgres', kms: 'local' },
+  { driver: 'sqlite', kms: 'pkcs11' },
+];
+
+export async function startHarness(driver: Driver, extra: { now?: () => number; env?: Record<string, string>; kms?: KmsChoice } = {}): Promise<Harness> {
   const dataDir = mkdtempSync(join(tmpdir(), 'strongroom-test-'));
   const env: Record<string, string> = {
     STRONGROOM_SERVER__PORT: '0',
@@ -107,6 +120,10 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
     env.STRONGROOM_DATABASE__DRIVER = 'postgres';
     env.STRONGROOM_DATABASE__POSTGRES__URL = await freshPostgresUrl();
     env.STRONGROOM_DATABASE__POSTGRES__SSL_MODE = 'disable';
+  }
+  const token = extra.kms === 'pkcs11' ? await createSoftHsmToken() : null;
+  if (token) {
+    Object.assign(env, { STRONGROOM_KMS__PROVIDER: 'pkcs11', STRONGROOM_KMS__PKCS11__LIBRARY: token.library, STRONGROOM_KMS__PKCS11__TOKEN_LABEL: token.tokenLabel, STRONGROOM_KMS__PKCS11__PIN: token.pin });
   }
   const config = loadConfig({ env, overrides: { dataDir } });
   await prepareDataDir(config);
@@ -126,6 +143,7 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
     url: base,
     ca,
     logs,
+    kmsToken: token,
     async call(method, path, options = {}) {
       const headers: Record<string, string> = { ...options.headers };
       if (options.key) headers.authorization = `Bearer ${options.key}`;
@@ -149,6 +167,7 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
         await assertNoCredentialKept(harness, credentials, startedAt);
       } finally {
         await core.close();
+        await token?.remove();
         rmSync(dataDir, { recursive: true, force: true });
       }
     },
