@@ -137,6 +137,8 @@ export const ConfigSchema = Obj({
     file: Path,
   }),
   keys: Obj({
+    /** KEKs whose primary version is older are rotated (and their data keys re-wrapped) in the background; 0: never. */
+    kekRotationDays: Type.Integer({ minimum: 0, maximum: 3650, default: 90 }),
     dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),
     dataKeyCacheEntries: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
   }),

@@ -1,3 +1,4 @@
+import { NotFoundError } from '../errors.js';
 import { wrappedKeyVersion } from '../kms/kms.js';
 import type { Core } from './context.js';
 import { auditInTx, plainTarget, type Actor } from './audit-events.js';
@@ -126,4 +127,23 @@ export async function jobProgress(core: Core, name: string): Promise<JobProgress
   const finishedAt = row.finished_at === null ? null : Number(row.finished_at);
   const etaMs = finishedAt === null && done > 0 ? Math.round(((updatedAt - startedAt) / done) * (total - done)) : null;
   return { name, startedAt, updatedAt, finishedAt, total, done, etaMs };
+}
+
+/**
+ * Rotates each named KEK whose primary version is at least `maxAgeMs` old (by the KMS's creation
+ * time); returns the names rotated. Keys the KMS does not know are skipped.
+ */
+export async function rotateDueKeys(core: Core, keyNames: string[], maxAgeMs: number): Promise<string[]> {
+  const rotated: string[] = [];
+  for (const name of keyNames) {
+    const versions = await core.kms.listKeyVersions(name).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return [];
+      throw error;
+    });
+    const primary = versions.find((v) => v.primary);
+    if (!primary || primary.state !== 'enabled' || core.now() - primary.createdAt.getTime() < maxAgeMs) continue;
+    await core.kms.rotateKey(name);
+    rotated.push(name);
+  }
+  return rotated;
 }

@@ -3,17 +3,17 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/context.js';
-import { expireGrants } from '../core/access-requests.js';
+import { backgroundJobs } from '../ops/background.js';
+import { startJobRunner, type JobRunner } from '../ops/jobs.js';
 import { createAuthenticator } from '../identity/authenticate.js';
 import { buildApp, type HttpsApp } from './app.js';
 import { reloadServerCertificate, watchCertificate } from './tls/cert-reloader.js';
 import { ensureLocalTls } from './tls/local-ca.js';
 import { startRedirectListener } from './tls/redirect-listener.js';
 
-const GRANT_EXPIRY_INTERVAL_MS = 15_000;
-
 export interface RunningServer {
   app: HttpsApp;
+  jobs: JobRunner;
   url: string;
   port: number;
   /** Present when the embedded default made its own certificate authority. */
@@ -66,18 +66,15 @@ export async function startServer(config: Config, core: Core, logger: Logger): P
     server.httpPort === null
       ? null
       : await startRedirectListener({ host: server.host, port: server.httpPort, httpsPort: port, publicHost: server.publicHost });
-  // Grants also expire when next used; this puts the expiry of unused ones in the audit log on time.
-  const expiry = setInterval(() => {
-    expireGrants(core).catch((err: Error) => logger.error({ err: err.message }, 'access grant expiry failed; retrying'));
-  }, GRANT_EXPIRY_INTERVAL_MS);
-  expiry.unref();
+  const jobs = startJobRunner(core, backgroundJobs(config), { log: (level, fields, message) => logger[level](fields, message) });
   return {
     app,
+    jobs,
     url: `https://${server.publicHost}:${port}`,
     port,
     caCertFile,
     async close() {
-      clearInterval(expiry);
+      await jobs.stop();
       watcher.close();
       await redirect?.close();
       await app.close();

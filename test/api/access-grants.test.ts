@@ -197,7 +197,8 @@ for (const driver of DRIVERS) {
       assert.equal((await as(owner(), 'POST', `${base}/access-requests/${asked.requestId}/approve`)).status, 200);
       assert.equal(await expireGrants(h.core), 0);
       offset += 6 * MINUTE;
-      assert.equal(await expireGrants(h.core), 1);
+      // The server's own expiry job may get there first: either way it is expired once.
+      await expireGrants(h.core);
       assert.equal(await expireGrants(h.core), 0);
       const expiries = (await auditActions()).filter((e) => e.action === 'access.expire' && e.target === `access-request:${asked.requestId}`);
       assert.equal(expiries.length, 1);

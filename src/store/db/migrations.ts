@@ -214,6 +214,26 @@ const jobRuns: Migration = {
   },
 };
 
+/**
+ * The background jobs' schedule: when each runs next, and a lease so that of several instances
+ * sharing the database only one runs a job at a time.
+ */
+const jobSchedule: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('job_schedule')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('next_run_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_owner', 'text')
+      .addColumn('lease_until', 'bigint')
+      .addColumn('last_started_at', 'bigint')
+      .addColumn('last_finished_at', 'bigint')
+      .addColumn('last_result', 'text')
+      .addColumn('last_ok', 'integer')
+      .execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -221,5 +241,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0003_tenant_mfa_policy': tenantMfaPolicy,
     '0004_access_requests': accessRequests(dialect),
     '0005_job_runs': jobRuns,
+    '0006_job_schedule': jobSchedule,
   };
 }

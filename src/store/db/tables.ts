@@ -157,6 +157,17 @@ export interface JobRunsTable {
   done: number;
 }
 
+export interface JobScheduleTable {
+  name: string;
+  next_run_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_started_at: number | null;
+  last_finished_at: number | null;
+  last_result: string | null;
+  last_ok: number | null;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -172,4 +183,5 @@ export interface Tables {
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
   job_runs: JobRunsTable;
+  job_schedule: JobScheduleTable;
 }

@@ -1,0 +1,57 @@
+import type { Config } from '../config/schema.js';
+import { expireGrants } from '../core/access-requests.js';
+import type { Core } from '../core/context.js';
+import { jobProgress, REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
+import { kekName } from '../core/tenant-keys.js';
+import { openSecretStore, SYSTEM_SECRETS_KEY } from '../secrets/store.js';
+import type { Job } from './jobs.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+/** The server's background jobs, as the configuration sets them. */
+export function backgroundJobs(config: Config): Job[] {
+  const jobs: Job[] = [
+    {
+      // Grants also expire when next used; this puts the expiry of unused ones in the audit log on time.
+      name: 'access-grants.expire',
+      everyMs: 15 * SECOND,
+      run: async (core) => `${await expireGrants(core)} grants expired`,
+    },
+    {
+      // A rotation cut short (kill -9, a lost lease) is finished here.
+      name: 'keys.rewrap-resume',
+      everyMs: 10 * MINUTE,
+      run: async (core) => {
+        const last = await jobProgress(core, REWRAP_JOB);
+        if (!last || last.finishedAt !== null || core.now() - last.updatedAt < MINUTE) return 'nothing to resume';
+        return `${await rewrapAll(core)} data keys re-wrapped`;
+      },
+    },
+    {
+      name: 'kms.destroy-due',
+      everyMs: HOUR,
+      run: async (core) => `${await core.kms.destroyDueVersions()} key versions destroyed`,
+    },
+  ];
+  const days = config.keys.kekRotationDays;
+  if (days > 0) {
+    jobs.push({
+      name: 'keys.rotate-due',
+      everyMs: 6 * HOUR,
+      run: async (core) => rotateDue(core, config, days * DAY),
+    });
+  }
+  return jobs;
+}
+
+/** Rotates every KEK whose primary version is older than `maxAgeMs`, then re-wraps what they wrap. */
+async function rotateDue(core: Core, config: Config, maxAgeMs: number): Promise<string> {
+  const tenants = await core.db.reader.selectFrom('tenants').select('id').orderBy('id').execute();
+  const rotated = await rotateDueKeys(core, [...tenants.map((t) => kekName(t.id)), SYSTEM_SECRETS_KEY], maxAgeMs);
+  const secrets = rotated.includes(SYSTEM_SECRETS_KEY) ? await openSecretStore({ file: config.secrets.file!, kms: core.kms }).rewrap() : 0;
+  const dataKeys = rotated.length > 0 ? await rewrapAll(core) : 0;
+  return `${rotated.length} keys rotated; ${dataKeys} data keys and ${secrets} secrets re-wrapped`;
+}

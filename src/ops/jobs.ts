@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import type { Core } from '../core/context.js';
+import type { BatchOperation } from '../store/db/group-commit.js';
+
+/** A background job: idempotent, so that a run cut short by a crash is simply run again. */
+export interface Job {
+  name: string;
+  everyMs: number;
+  /** Does the work; returns a one-line summary for the schedule table and the log. */
+  run(core: Core): Promise<string>;
+}
+
+export interface JobRunner {
+  /** Runs a job now, if no instance holds it, and returns its summary; null when another holds it. */
+  runNow(name: string): Promise<string | null>;
+  stop(): Promise<void>;
+}
+
+export interface JobRunnerOptions {
+  tickMs?: number;
+  /** How long a lease lasts before another instance may take the job over; renewed while running. */
+  leaseMs?: number;
+  log?: (level: 'info' | 'error', fields: Record<string, unknown>, message: string) => void;
+}
+
+/** Writes go through the group committer, which owns the writer connection; no tenant's chain moves. */
+const SCOPE = '_system';
+
+/**
+ * Runs each job when it is due, on one instance at a time: a run starts only by taking the job's
+ * lease in the database with a conditional update, so instances sharing it never run a job twice
+ * at once, and a lease left by a killed instance expires. Each run's end, result and next time are
+ * recorded.
+ */
+export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOptions = {}): JobRunner {
+  const owner = randomUUID();
+  const tickMs = options.tickMs ?? 1000;
+  const leaseMs = options.leaseMs ?? 60_000;
+  const log = options.log ?? (() => undefined);
+  const byName = new Map(jobs.map((job) => [job.name, job]));
+  const running = new Set<Promise<unknown>>();
+  let stopped = false;
+
+  const submit = <T>(op: BatchOperation<T>) => core.committer.submit(SCOPE, op);
+
+  async function ensureRows(): Promise<void> {
+    await submit(async (tx) => {
+      for (const job of jobs) {
+        await tx.insertInto('job_schedule').values({ name: job.name, next_run_at: core.now() }).onConflict((oc) => oc.column('name').doNothing()).execute();
+      }
+    });
+  }
+
+  async function takeLease(name: string, onlyIfDue: boolean): Promise<boolean> {
+    return submit(async (tx) => {
+      const now = core.now();
+      let update = tx
+        .updateTable('job_schedule')
+        .set({ lease_owner: owner, lease_until: now + leaseMs, last_started_at: now })
+        .where('name', '=', name)
+        .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]));
+      if (onlyIfDue) update = update.where('next_run_at', '<=', now);
+      return Number((await update.executeTakeFirst()).numUpdatedRows) === 1;
+    });
+  }
+
+  async function execute(job: Job): Promise<string> {
+    const renew = setInterval(() => {
+      void submit(async (tx) => {
+        await tx.updateTable('job_schedule').set({ lease_until: core.now() + leaseMs }).where('name', '=', job.name).where('lease_owner', '=', owner).execute();
+      }).catch(() => undefined);
+    }, Math.max(1, Math.floor(leaseMs / 3)));
+    let result: string;
+    let ok = true;
+    try {
+      result = await job.run(core);
+      log('info', { job: job.name, result }, 'job finished');
+    } catch (error) {
+      ok = false;
+      result = `failed: ${(error as Error).message}`;
+      log('error', { job: job.name, err: (error as Error).message }, 'job failed; it runs again when next due');
+    } finally {
+      clearInterval(renew);
+    }
+    await submit(async (tx) => {
+      const now = core.now();
+      await tx
+        .updateTable('job_schedule')
+        .set({ lease_owner: null, lease_until: null, last_finished_at: now, last_result: result, last_ok: ok ? 1 : 0, next_run_at: now + job.everyMs })
+        .where('name', '=', job.name)
+        .where('lease_owner', '=', owner)
+        .execute();
+    });
+    return result;
+  }
+
+  const track = <T>(promise: Promise<T>): Promise<T> => {
+    running.add(promise);
+    void promise.finally(() => running.delete(promise)).catch(() => undefined);
+    return promise;
+  };
+
+  const ready = ensureRows();
+  const busy = new Set<string>();
+  async function tick(): Promise<void> {
+    await ready;
+    for (const job of jobs) {
+      if (stopped || busy.has(job.name)) continue;
+      busy.add(job.name);
+      void track(
+        (async () => {
+          try {
+            if (await takeLease(job.name, true)) await execute(job);
+          } finally {
+            busy.delete(job.name);
+          }
+        })(),
+      ).catch((error: Error) => log('error', { job: job.name, err: error.message }, 'job scheduling failed'));
+    }
+  }
+  const timer = setInterval(() => void tick(), tickMs);
+  timer.unref();
+
+  return {
+    async runNow(name) {
+      const job = byName.get(name);
+      if (!job) throw new Error(`no job named ${name}`);
+      await ready;
+      return track((async () => ((await takeLease(name, false)) ? execute(job) : null))());
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await Promise.allSettled([...running]);
+    },
+  };
+}
