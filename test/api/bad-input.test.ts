@@ -453,7 +453,7 @@ for (const driver of DRIVERS) {
           const segment = encode ? encodeComponent(recordId) : recordId.replace(/[^\x21-\x7e]/g, (c) => encodeComponent(c));
           await checkWrite(`${records}/${segment}`, JSON.stringify({ probe: recordId }), JSON_TYPE);
         }),
-        { numRuns: 150, interruptAfterTimeLimit: 25_000 },
+        { numRuns: 80, interruptAfterTimeLimit: 25_000 },
       );
       assert.deepEqual(Object.getOwnPropertyNames(Object.prototype), protoBefore, 'Object.prototype is untouched');
     });
@@ -480,7 +480,7 @@ for (const driver of DRIVERS) {
         fc.asyncProperty(body, async (text) => {
           await checkWrite(`${records}/${freshId()}`, text, JSON_TYPE);
         }),
-        { numRuns: 120, interruptAfterTimeLimit: 25_000 },
+        { numRuns: 60, interruptAfterTimeLimit: 25_000 },
       );
       assert.deepEqual(Object.getOwnPropertyNames(Object.prototype), protoBefore, 'Object.prototype is untouched');
       assert.equal(({} as Record<string, unknown>).polluted, undefined);
@@ -502,7 +502,7 @@ for (const driver of DRIVERS) {
           const list = await send('GET', `${collection}/records`);
           assert.equal(list.status, 200, `listing after a depth-${depth} ${kind}: ${list.text.slice(0, 200)}\n${serverError(list)}`);
         }),
-        { numRuns: 40, interruptAfterTimeLimit: 20_000 },
+        { numRuns: 25, interruptAfterTimeLimit: 20_000 },
       );
     });
 
@@ -531,7 +531,7 @@ for (const driver of DRIVERS) {
             assertErrorShape(res, `GET ?${q.slice(0, 100)}`);
           }
         }),
-        { numRuns: 200, interruptAfterTimeLimit: 20_000 },
+        { numRuns: 100, interruptAfterTimeLimit: 20_000 },
       );
     });
 
@@ -547,7 +547,7 @@ for (const driver of DRIVERS) {
         fc.asyncProperty(headers, hostileObject, async (hs, data) => {
           await checkWrite(`${records}/${freshId()}`, JSON.stringify(data), { ...JSON_TYPE, ...hs });
         }),
-        { numRuns: 120, interruptAfterTimeLimit: 25_000 },
+        { numRuns: 60, interruptAfterTimeLimit: 25_000 },
       );
     });
   });
