@@ -120,6 +120,9 @@ program
       if (options.tenant) query = query.where('id', '=', options.tenant);
       const ids = (await query.execute()).map((r) => r.id);
       if (options.tenant && ids.length === 0) throw new StrongroomError('not_found', `no tenant ${options.tenant}`);
+      const { SYSTEM_CHAIN } = await import('../core/audit-events.js');
+      // The system chain (system key uses) is verified with the tenants'.
+      if (!options.tenant) ids.push(SYSTEM_CHAIN);
       const { verifyAuditChain } = await import('../audit/verify.js');
       const results = [];
       for (const id of ids) results.push(await verifyAuditChain(core.db.reader, id));
@@ -163,9 +166,10 @@ keys
     const core = await openCore(config);
     try {
       if (options.system) {
-        const { openSecretStore, SYSTEM_SECRETS_KEY } = await import('../secrets/store.js');
+        const { SYSTEM_SECRETS_KEY } = await import('../secrets/store.js');
+        const { auditedSecretStore } = await import('../core/open-core.js');
         const version = await core.kms.rotateKey(SYSTEM_SECRETS_KEY);
-        const rewrapped = await openSecretStore({ file: config.secrets.file!, kms: core.kms }).rewrap();
+        const rewrapped = await auditedSecretStore(core, config.secrets.file!).rewrap();
         say(`${SYSTEM_SECRETS_KEY}: version ${version} is primary; ${rewrapped} secrets re-wrapped`);
         return;
       }

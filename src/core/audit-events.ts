@@ -78,6 +78,19 @@ export function auditKeyUse(core: Core, tenantId: string, use: { keyId: number; 
   });
 }
 
+/** The deployment's own audit chain, for events that belong to no tenant, such as system key uses. */
+export const SYSTEM_CHAIN = '_system';
+
+/** Records a use of a system KEK (e.g. opening a secret at start-up) in the system chain. */
+export function auditSystemKeyUse(core: Core, use: { keyName: string; subject: string; purpose: string; kekVersion: number }): Promise<void> {
+  return auditRead(core, KEYRING, { requestId: '-', sourceIp: '-' }, {
+    tenantId: SYSTEM_CHAIN,
+    action: 'kms.unwrap',
+    target: plainTarget(`${use.keyName} ${use.subject} purpose:${use.purpose} kek-version:${use.kekVersion}`),
+    result: 'ok',
+  });
+}
+
 const ANONYMOUS: Actor = { kind: 'system', name: 'unauthenticated' };
 
 /**

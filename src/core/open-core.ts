@@ -2,11 +2,11 @@ import { Keyring } from '../crypto/keyring.js';
 import type { Config } from '../config/schema.js';
 import { openKms, type Kms } from '../kms/index.js';
 import { resolveSecrets } from '../secrets/resolve.js';
-import { openSecretStore } from '../secrets/store.js';
+import { openSecretStore, SYSTEM_SECRETS_KEY, type SecretKeyUse, type SecretStore } from '../secrets/store.js';
 import { GroupCommitter } from '../store/db/group-commit.js';
 import { openDatabase, type Database, type DatabaseOptions } from '../store/db/open.js';
 import type { Core } from './context.js';
-import { auditKeyUse } from './audit-events.js';
+import { auditKeyUse, auditSystemKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
 
 export function databaseOptions(config: Config): DatabaseOptions {
@@ -25,10 +25,12 @@ export const openConfiguredKms = (config: Config): Promise<Kms> => openKms(confi
  */
 export async function openCore(config: Config, now: () => number = Date.now): Promise<Core & { close(): Promise<void> }> {
   const kms = await openConfiguredKms(config);
+  // Secrets are opened before the database (its URL may be one); their key uses are audited once it is open.
+  const secretUses: SecretKeyUse[] = [];
   let db: Database;
   try {
-    const resolved = await resolveSecrets(config, openSecretStore({ file: config.secrets.file!, kms, now }));
-    db = await openDatabase(databaseOptions(resolved));
+    const store = openSecretStore({ file: config.secrets.file!, kms, now, audit: async (use) => void secretUses.push(use) });
+    db = await openDatabase(databaseOptions(await resolveSecrets(config, store)));
   } catch (error) {
     await kms.close();
     throw error;
@@ -54,5 +56,21 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
       await db.close();
     },
   };
+  try {
+    for (const use of secretUses) await auditSystemKeyUse(core, { keyName: SYSTEM_SECRETS_KEY, subject: `secret:${use.name}`, purpose: use.purpose, kekVersion: use.kekVersion });
+  } catch (error) {
+    await core.close();
+    throw error;
+  }
   return core;
+}
+
+/** The secret store, with every use of the system key recorded in the system audit chain. */
+export function auditedSecretStore(core: Core, file: string): SecretStore {
+  return openSecretStore({
+    file,
+    kms: core.kms,
+    now: core.now,
+    audit: (use) => auditSystemKeyUse(core, { keyName: SYSTEM_SECRETS_KEY, subject: `secret:${use.name}`, purpose: use.purpose, kekVersion: use.kekVersion }),
+  });
 }

@@ -3,7 +3,8 @@ import { expireGrants } from '../core/access-requests.js';
 import type { Core } from '../core/context.js';
 import { jobProgress, REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
 import { kekName } from '../core/tenant-keys.js';
-import { openSecretStore, SYSTEM_SECRETS_KEY } from '../secrets/store.js';
+import { auditedSecretStore } from '../core/open-core.js';
+import { SYSTEM_SECRETS_KEY } from '../secrets/store.js';
 import type { Job } from './jobs.js';
 
 const SECOND = 1000;
@@ -51,7 +52,7 @@ export function backgroundJobs(config: Config): Job[] {
 async function rotateDue(core: Core, config: Config, maxAgeMs: number): Promise<string> {
   const tenants = await core.db.reader.selectFrom('tenants').select('id').orderBy('id').execute();
   const rotated = await rotateDueKeys(core, [...tenants.map((t) => kekName(t.id)), SYSTEM_SECRETS_KEY], maxAgeMs);
-  const secrets = rotated.includes(SYSTEM_SECRETS_KEY) ? await openSecretStore({ file: config.secrets.file!, kms: core.kms }).rewrap() : 0;
+  const secrets = rotated.includes(SYSTEM_SECRETS_KEY) ? await auditedSecretStore(core, config.secrets.file!).rewrap() : 0;
   const dataKeys = rotated.length > 0 ? await rewrapAll(core) : 0;
   return `${rotated.length} keys rotated; ${dataKeys} data keys and ${secrets} secrets re-wrapped`;
 }

@@ -43,8 +43,36 @@ const MAX_SECRET_BYTES = 64 * 1024;
 
 const aad = (name: string) => encodeAad(['strongroom/system-secret', name]);
 
-export function openSecretStore(opts: { file: string; kms: Kms; now?: () => number }): SecretStore {
+/** A use of the system key to open a secret, for the system audit chain. */
+export interface SecretKeyUse {
+  name: string;
+  purpose: 'read' | 'rewrap';
+  kekVersion: number;
+}
+
+export interface SecretStoreOptions {
+  file: string;
+  kms: Kms;
+  now?: () => number;
+  /** Records each unwrap before its result is used; if it throws, the operation fails. */
+  audit?: (use: SecretKeyUse) => Promise<void>;
+}
+
+export function openSecretStore(opts: SecretStoreOptions): SecretStore {
   const { file, kms } = opts;
+  const audit = opts.audit ?? (async () => undefined);
+
+  /** Unwraps a secret's data key through the KMS, and records that use. */
+  async function unwrap(name: string, wrapped: Buffer, purpose: SecretKeyUse['purpose']): Promise<Buffer> {
+    const dataKey = await kms.unwrapKey(SYSTEM_SECRETS_KEY, wrapped, aad(name));
+    try {
+      await audit({ name, purpose, kekVersion: wrappedKeyVersion(wrapped) });
+    } catch (error) {
+      dataKey.fill(0);
+      throw error;
+    }
+    return dataKey;
+  }
   const now = opts.now ?? Date.now;
 
   async function read(): Promise<Record<string, StoredSecret>> {
@@ -97,7 +125,7 @@ export function openSecretStore(opts: { file: string; kms: Kms; now?: () => numb
       checkName(name);
       const stored = (await read())[name];
       if (!stored) throw new NotFoundError(`no secret named ${name}: set it with strongroom secrets set ${name}`);
-      const dataKey = await kms.unwrapKey(SYSTEM_SECRETS_KEY, Buffer.from(stored.wrappedKey, 'base64'), aad(name));
+      const dataKey = await unwrap(name, Buffer.from(stored.wrappedKey, 'base64'), 'read');
       try {
         return openRecord({ id: 1, key: dataKey }, aad(name), Buffer.from(stored.value, 'base64'));
       } finally {
@@ -115,7 +143,7 @@ export function openSecretStore(opts: { file: string; kms: Kms; now?: () => numb
       for (const [name, stored] of Object.entries(await read())) {
         const wrapped = Buffer.from(stored.wrappedKey, 'base64');
         if (wrappedKeyVersion(wrapped) === primary) continue;
-        const dataKey = await kms.unwrapKey(SYSTEM_SECRETS_KEY, wrapped, aad(name));
+        const dataKey = await unwrap(name, wrapped, 'rewrap');
         try {
           replacements.set(name, { from: stored.wrappedKey, to: (await kms.wrapKey(SYSTEM_SECRETS_KEY, dataKey, aad(name))).toString('base64') });
         } finally {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import pg from 'pg';
 import { runCli, tempDirs } from '../support/cli-process.js';
 import { filesUnder, scanFiles } from '../support/disk-scan.js';
 import { freshPostgresUrl, stopPostgres } from '../support/strongroom.js';
@@ -44,6 +45,23 @@ test('the database URL can be secret:NAME: the CLI opens PostgreSQL through the 
   const created = await runCli(dir, ['tenant', 'create', 'acme', '--json'], { env: { ...env, STRONGROOM_DATABASE__POSTGRES__URL: 'secret:pg-url' } });
   assert.equal(created.code, 0, created.stderr);
   assert.match(JSON.parse(created.stdout).tenantId, /^t_/);
+  // Opening the secret used the system key: that use is in the system audit chain, which verifies.
+  const verified = await runCli(dir, ['audit', 'verify', '--json'], { env: { ...env, STRONGROOM_DATABASE__POSTGRES__URL: 'secret:pg-url' } });
+  assert.equal(verified.code, 0, verified.stderr);
+  const system = JSON.parse(verified.stdout).tenants.find((t: { tenantId: string }) => t.tenantId === '_system');
+  assert.equal(system.ok, true);
+  assert.equal(system.events, 2, 'one key use per start: tenant create, then audit verify');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ target: Buffer; actor: string; action: string }>("select target, actor, action from audit_events where tenant_id = '_system' order by seq");
+    assert.deepEqual(
+      rows.map((r) => [r.actor, r.action, r.target.subarray(1).toString('utf8')]),
+      Array(2).fill(['system:keyring', 'kms.unwrap', 'system.secrets secret:pg-url purpose:read kek-version:1']),
+    );
+  } finally {
+    await client.end();
+  }
   const missing = await runCli(dir, ['tenant', 'create', 'acme', '--json'], { env: { ...env, STRONGROOM_DATABASE__POSTGRES__URL: 'secret:pg-url-2' } });
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /database\.postgres\.url: refers to the secret pg-url-2, which is not set/);

@@ -306,7 +306,8 @@ describe('gcp KMS: errors and availability', () => {
       server.failNext('Encrypt', code, 1_000);
       const started = Date.now();
       await assert.rejects(kms.wrapKey('tenant.a', randomBytes(32), aad), UnavailableError);
-      assert.ok(Date.now() - started < CALL_TIMEOUT_MS + 1_000);
+      // Bounded by our deadline, not the client library's 60 s of retries; generous, as machines get busy.
+      assert.ok(Date.now() - started < CALL_TIMEOUT_MS * 5, `${Date.now() - started} ms`);
       server.clearFailures();
     }
   });

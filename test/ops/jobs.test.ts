@@ -12,13 +12,18 @@ import { freshPostgresUrl, startHarness, stopPostgres } from '../support/strongr
 after(stopPostgres);
 const tempDir = tempDirs('strongroom-jobs-');
 
-/** Two "instances": two cores on one PostgreSQL database, as two servers would share it. */
-async function twoInstances() {
+/** Two "instances": two cores on one PostgreSQL database, as two servers would share it, on a clock the test moves. */
+async function twoInstances(now: () => number = Date.now) {
   const url = await freshPostgresUrl();
   const dataDir = tempDir();
   const config = loadConfig({ env: { STRONGROOM_DATABASE__DRIVER: 'postgres', STRONGROOM_DATABASE__POSTGRES__URL: url, STRONGROOM_DATABASE__POSTGRES__SSL_MODE: 'disable' }, overrides: { dataDir } });
   await prepareDataDir(config);
-  return [await openCore(config), await openCore(config)] as const;
+  return [await openCore(config, now), await openCore(config, now)] as const;
+}
+
+/** Waits until `done()` holds, checking every 20 ms, for at most 10 s. */
+async function until(done: () => boolean): Promise<void> {
+  for (let waited = 0; !done() && waited < 10_000; waited += 20) await sleep(20);
 }
 
 test('instances sharing a database never run a job at the same time, and each run is recorded', async () => {
@@ -39,7 +44,7 @@ test('instances sharing a database never run a job at the same time, and each ru
     },
   };
   const runners = [startJobRunner(a, [job], { tickMs: 10 }), startJobRunner(b, [job], { tickMs: 10 })];
-  await sleep(1500);
+  await until(() => runs >= 5);
   await Promise.all(runners.map((r) => r.stop()));
   assert.ok(runs >= 5, `${runs} runs`);
   assert.equal(most, 1, 'never two runs at once');
@@ -52,7 +57,9 @@ test('instances sharing a database never run a job at the same time, and each ru
 });
 
 test('a lease left by a killed instance expires and another instance takes the job over; a failure is recorded', async () => {
-  const [a, b] = await twoInstances();
+  let offset = 0;
+  const clock = () => Date.now() + offset;
+  const [a, b] = await twoInstances(clock);
   let ran = 0;
   const job: Job = {
     name: 'test.takeover',
@@ -62,17 +69,19 @@ test('a lease left by a killed instance expires and another instance takes the j
       throw new Error('the job broke');
     },
   };
-  await a.committer.submit('_system', (tx) => tx.insertInto('job_schedule').values({ name: job.name, next_run_at: 0, lease_owner: 'killed-instance', lease_until: Date.now() + 300 }).execute());
+  await a.committer.submit('_system', (tx) => tx.insertInto('job_schedule').values({ name: job.name, next_run_at: 0, lease_owner: 'killed-instance', lease_until: clock() + 60_000 }).execute());
   const runner = startJobRunner(b, [job], { tickMs: 20 });
-  await sleep(150);
+  await sleep(200);
   assert.equal(ran, 0, 'not while the dead instance still holds the lease');
-  await sleep(400);
+  offset += 61_000;
+  await until(() => ran > 0);
+  await sleep(200);
   await runner.stop();
   assert.equal(ran, 1, 'taken over once the lease expired, and not again before it is due');
   const row = await a.db.reader.selectFrom('job_schedule').selectAll().where('name', '=', job.name).executeTakeFirstOrThrow();
   assert.equal(row.last_ok, 0);
   assert.equal(row.last_result, 'failed: the job broke');
-  assert.ok(Number(row.next_run_at) > Date.now() + 50_000, 'a failed run waits for its next turn');
+  assert.ok(Number(row.next_run_at) > clock() + 50_000, 'a failed run waits for its next turn');
   await a.close();
   await b.close();
 });

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration } from 'kysely';
+import { sql, type Kysely, type Migration } from 'kysely';
 
 /**
  * One set of migrations for SQLite and PostgreSQL. Column types are chosen to mean the same on both:
@@ -234,6 +234,13 @@ const jobSchedule: Migration = {
   },
 };
 
+/** The system audit chain's head exists from the start, so that its first append needs no insert race. */
+const systemChain: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`insert into tenant_heads (tenant_id, audit_seq, audit_hash, change_seq) values ('_system', 0, ${Buffer.alloc(32)}, 0)`.execute(db);
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -242,5 +249,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0004_access_requests': accessRequests(dialect),
     '0005_job_runs': jobRuns,
     '0006_job_schedule': jobSchedule,
+    '0007_system_chain': systemChain,
   };
 }
