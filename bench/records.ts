@@ -24,6 +24,7 @@ import { killAllServers, startServerProcess, type ServerProcess } from './suppor
 import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings, type WorkloadResult } from './support/workloads.js';
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
+const warn = (text: string) => process.stderr.write(`${text}\n`);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../src/cli/main.js');
@@ -63,7 +64,7 @@ let flags: ReturnType<typeof parseFlags>;
 try {
   flags = parseFlags();
 } catch (error) {
-  console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+  warn(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
   process.exit(2);
 }
 const { durationSeconds, connections, recordBytes, profileDir } = flags;
@@ -82,7 +83,7 @@ function cleanup(): void {
 process.on('exit', cleanup);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => {
-    console.error(`\ninterrupted by ${signal}; stopping servers and removing ${dataDir}`);
+    warn(`\ninterrupted by ${signal}; stopping servers and removing ${dataDir}`);
     cleanup();
     process.exit(130);
   });
@@ -256,8 +257,8 @@ async function main(): Promise<number> {
   for (const line of targetLines(secureFigures, baselineFigures)) say(`  ${line}`);
 
   const bad = badResponses(secureFigures) + badResponses(baselineFigures);
-  if (bad > 0) console.error(`\nFAILED: ${bad} responses were not a verified 2xx (see the table above)`);
-  if (!evidence.ok) console.error('\nFAILED: the audit log holds fewer events than the acknowledged requests');
+  if (bad > 0) warn(`\nFAILED: ${bad} responses were not a verified 2xx (see the table above)`);
+  if (!evidence.ok) warn('\nFAILED: the audit log holds fewer events than the acknowledged requests');
   return bad === 0 && evidence.ok ? 0 : 1;
 }
 
@@ -267,7 +268,7 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    console.error(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    warn(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     cleanup();
     process.exitCode = 1;
   },

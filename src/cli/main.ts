@@ -205,10 +205,10 @@ keys
   .action(async (options: { json?: boolean }) => {
     const core = await openCore(configFrom(globals()));
     try {
-      const { dataKeyVersions, jobProgress, REWRAP_JOB } = await import('../core/key-rotation.js');
+      const { dataKeyVersions, jobProgress, REWRAP_JOB, staleDataKeys } = await import('../core/key-rotation.js');
       const tenants = await dataKeyVersions(core);
       const rewrap = await jobProgress(core, REWRAP_JOB);
-      const stale = tenants.reduce((n, t) => n + Object.entries(t.dataKeys).filter(([v]) => Number(v) !== t.primary).reduce((m, [, c]) => m + c, 0), 0);
+      const stale = tenants.reduce((n, t) => n + staleDataKeys(t), 0);
       if (options.json) {
         say(JSON.stringify({ tenants, dataKeysOnOlderVersions: stale, rewrap }));
         return;

@@ -1,7 +1,7 @@
 import { NotFoundError } from '../errors.js';
 import { wrappedKeyVersion } from '../kms/kms.js';
 import type { Core } from './context.js';
-import { auditInTx, plainTarget, type Actor } from './audit-events.js';
+import { auditInTx, plainTarget, SYSTEM_CHAIN, type Actor } from './audit-events.js';
 import { kekName, wrapAad, type Purpose } from './tenant-keys.js';
 
 const REWRAP: Actor = { kind: 'system', name: 'rewrap' };
@@ -20,9 +20,8 @@ export async function primaryVersion(core: Core, keyName: string): Promise<numbe
  * what was read (compare and swap), in one transaction with its `kms.rewrap` audit event: two runs
  * at once do no harm, and after a crash the next run carries on. Returns how many it re-wrapped.
  */
-export async function rewrapTenant(core: Core, tenantId: string): Promise<number> {
+async function rewrapTenant(core: Core, tenantId: string, primary: number): Promise<number> {
   const kek = kekName(tenantId);
-  const primary = await primaryVersion(core, kek);
   const rows = await core.db.reader.selectFrom('data_keys').select(['key_id', 'purpose', 'wrapped']).where('tenant_id', '=', tenantId).orderBy('key_id').execute();
   let rewrapped = 0;
   for (const row of rows) {
@@ -61,6 +60,10 @@ export interface KeyVersionCounts {
   dataKeys: Record<number, number>;
 }
 
+/** Data keys that an older version than the primary wraps, for one tenant. */
+export const staleDataKeys = (t: KeyVersionCounts) =>
+  Object.entries(t.dataKeys).reduce((n, [version, count]) => (Number(version) === t.primary ? n : n + count), 0);
+
 /** For each tenant: its KEK's primary version and how many data keys each version wraps. */
 export async function dataKeyVersions(core: Core): Promise<KeyVersionCounts[]> {
   const rows = await core.db.reader.selectFrom('data_keys').select(['tenant_id', 'wrapped']).orderBy('tenant_id').execute();
@@ -92,7 +95,7 @@ export const REWRAP_JOB = 'rewrap';
 async function recordProgress(core: Core, run: { startedAt: number; total: number; done: number; finished: boolean }): Promise<void> {
   const row = { started_at: run.startedAt, updated_at: core.now(), finished_at: run.finished ? core.now() : null, total: run.total, done: run.done };
   // Through the group committer, which owns the writer connection; no tenant's chain moves.
-  await core.committer.submit('_system', (tx) =>
+  await core.committer.submit(SYSTEM_CHAIN, (tx) =>
     tx
       .insertInto('job_runs')
       .values({ name: REWRAP_JOB, ...row })
@@ -106,12 +109,12 @@ async function recordProgress(core: Core, run: { startedAt: number; total: numbe
  * recording progress for `keys status`. Returns how many keys it re-wrapped.
  */
 export async function rewrapAll(core: Core, onProgress?: (progress: { done: number; total: number }) => void): Promise<number> {
-  const pending = (await dataKeyVersions(core)).filter((t) => Object.keys(t.dataKeys).some((v) => Number(v) !== t.primary));
-  const total = pending.reduce((sum, t) => sum + Object.entries(t.dataKeys).filter(([v]) => Number(v) !== t.primary).reduce((n, [, c]) => n + c, 0), 0);
+  const pending = (await dataKeyVersions(core)).filter((t) => staleDataKeys(t) > 0);
+  const total = pending.reduce((sum, t) => sum + staleDataKeys(t), 0);
   const run = { startedAt: core.now(), total, done: 0, finished: false };
   await recordProgress(core, run);
   for (const tenant of pending) {
-    run.done += await rewrapTenant(core, tenant.tenantId);
+    run.done += await rewrapTenant(core, tenant.tenantId, tenant.primary);
     await recordProgress(core, run);
     onProgress?.({ done: run.done, total });
   }

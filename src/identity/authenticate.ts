@@ -116,8 +116,7 @@ async function verifyWithProvider(authenticator: Authenticator, token: string): 
     return { issuer, subject, email, emailVerified, mfa: signInSecondFactor !== null, amr: [], secondFactor: signInSecondFactor };
   }
   if (authenticator.oidc && authenticator.oidc.issuerOf(token)) {
-    const who = await authenticator.oidc.verify(token);
-    const { issuer, subject, email, emailVerified, mfa, amr } = who;
+    const { issuer, subject, email, emailVerified, mfa, amr } = await authenticator.oidc.verify(token);
     return { issuer, subject, email, emailVerified, mfa, amr, secondFactor: null };
   }
   throw new UntrustedTokenError(claimedIssuer === null ? 'malformed' : 'unknown_issuer');

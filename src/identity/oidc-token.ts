@@ -12,6 +12,7 @@ import {
 } from 'jose';
 import { ConfigError, UnauthenticatedError } from '../errors.js';
 import { DEFAULT_MFA_AMR_VALUES } from '../config/schema.js';
+import type { VerifiedIdentity } from '../core/context.js';
 import { createDiscoveryCache, fetchBoundedBody, requireHttpsUrl } from './oidc-discovery.js';
 
 /**
@@ -44,15 +45,11 @@ export interface OidcVerifierOptions {
   jwksMaxAgeMs?: number;
 }
 
-export interface OidcIdentity {
-  issuer: string;
-  subject: string;
-  email: string | null;
-  /** True only when the issuer asserts `email_verified: true` (the boolean) for a present email. */
-  emailVerified: boolean;
-  /** `amr` holds a value configured as a second factor. */
-  mfa: boolean;
-  amr: string[];
+/**
+ * `emailVerified` is true only when the issuer asserts `email_verified: true` (the boolean) for a
+ * present email; `mfa` when `amr` holds a value configured as a second factor.
+ */
+export interface OidcIdentity extends Omit<VerifiedIdentity, 'secondFactor'> {
   /** SHA-256 hex of the decoded signature bytes: an audit and replay handle that is never the token. */
   tokenHash: string;
 }

@@ -7,6 +7,7 @@ import {
   StrongroomError,
   UnavailableError,
 } from '../errors.js';
+import { UNWRAP_FAILED } from './kms.js';
 
 /** The Cloud KMS methods the gcp provider calls, each with the IAM permission it needs (docs/kms-gcp.md). */
 export const PERMISSION = {
@@ -27,7 +28,6 @@ export const PERMISSION = {
 
 export type GcpMethod = keyof typeof PERMISSION;
 
-export const UNWRAP_FAILED = 'wrapped key failed authentication';
 
 /** gRPC status codes (google/rpc/code.proto): a fixed wire contract, so named here rather than imported. */
 const STATUS_NAME: Record<number, string> = {

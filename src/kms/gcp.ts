@@ -5,7 +5,6 @@ import { KeyManagementServiceClient, type protos } from '@google-cloud/kms';
 import { BadRequestError, ConfigError, IntegrityError, PreconditionFailedError, StrongroomError } from '../errors.js';
 import { GcpCalls } from './gcp-calls.js';
 import { cancelKeyDestruction, reportDestroyedVersions, scheduleKeyDestruction } from './gcp-destruction.js';
-import { UNWRAP_FAILED } from './gcp-errors.js';
 import {
   assertKeyRing,
   cryptoKeyId,
@@ -17,7 +16,7 @@ import {
   versionPath,
   versionState,
 } from './gcp-resources.js';
-import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
+import { assertKeyToWrap, UNWRAP_FAILED, WRAPPED_HEADER_LENGTH, wrappedKeyHeader, type KeyVersionInfo, type Kms, type KmsHealth } from './kms.js';
 
 /*
  * The `gcp` provider: key-encryption keys live in Google Cloud KMS and never leave it; this process
@@ -31,8 +30,6 @@ import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
  */
 
 const WRAP_FORMAT = 0x47;
-const WRAP_HEADER_LENGTH = 5;
-const MAX_WRAPPED_KEY_LENGTH = 1024;
 /** Cloud KMS's limit on additional authenticated data. */
 const MAX_AAD_LENGTH = 65_536;
 /** Cloud KMS keeps a version scheduled for destruction between 24 hours and 120 days. */
@@ -126,9 +123,7 @@ class GcpKms implements Kms {
 
   async wrapKey(keyName: string, plaintextKey: Buffer, aad: Buffer): Promise<Buffer> {
     const keyPath = cryptoKeyPath(this.keyRing, keyName);
-    if (!Buffer.isBuffer(plaintextKey) || plaintextKey.length < 1 || plaintextKey.length > MAX_WRAPPED_KEY_LENGTH) {
-      throw new BadRequestError(`a key to wrap is 1 to ${MAX_WRAPPED_KEY_LENGTH} bytes`);
-    }
+    assertKeyToWrap(plaintextKey);
     assertAad(aad);
     const [response] = await this.calls.call('Encrypt', `KMS key ${keyName}`, (options) =>
       this.client.encrypt(
@@ -155,20 +150,16 @@ class GcpKms implements Kms {
     ) {
       throw new IntegrityError(`GCP KMS Encrypt on KMS key ${keyName}: the request or the answer did not arrive intact`);
     }
-    const wrapped = Buffer.allocUnsafe(WRAP_HEADER_LENGTH + ciphertext.length);
-    wrapped[0] = WRAP_FORMAT;
-    wrapped.writeUInt32BE(version, 1);
-    wrapped.set(ciphertext, WRAP_HEADER_LENGTH);
-    return wrapped;
+    return Buffer.concat([wrappedKeyHeader(WRAP_FORMAT, version), ciphertext]);
   }
 
   async unwrapKey(keyName: string, wrapped: Buffer, aad: Buffer): Promise<Buffer> {
     const keyPath = cryptoKeyPath(this.keyRing, keyName);
-    if (!Buffer.isBuffer(wrapped) || wrapped.length <= WRAP_HEADER_LENGTH || wrapped[0] !== WRAP_FORMAT) {
+    if (!Buffer.isBuffer(wrapped) || wrapped.length <= WRAPPED_HEADER_LENGTH || wrapped[0] !== WRAP_FORMAT) {
       throw new IntegrityError(UNWRAP_FAILED);
     }
     assertAad(aad);
-    const ciphertext = wrapped.subarray(WRAP_HEADER_LENGTH);
+    const ciphertext = wrapped.subarray(WRAPPED_HEADER_LENGTH);
     const [response] = await this.calls.call('Decrypt', `KMS key ${keyName} version ${wrapped.readUInt32BE(1)}`, (options) =>
       this.client.decrypt(
         {

@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js';
-import type { Kms } from './kms.js';
+import { DEFAULT_DESTROY_WAIT_SECONDS, type Kms } from './kms.js';
 import { openLocalKms, readMasterKey } from './local.js';
 
 export type { Kms, KeyVersionInfo, KmsHealth } from './kms.js';
@@ -64,7 +64,7 @@ export async function openKms(config: KmsConfig): Promise<Kms> {
       }
       // Loaded only here: the Google client costs every other process ~0.3 s and ~30 MB at start.
       const { openGcpKms } = await import('./gcp.js');
-      return openGcpKms({ keyRing, credentialsFile, apiEndpoint, destroyWaitSeconds: config.destroyWaitSeconds ?? 86_400 });
+      return openGcpKms({ keyRing, credentialsFile, apiEndpoint, destroyWaitSeconds: config.destroyWaitSeconds ?? DEFAULT_DESTROY_WAIT_SECONDS });
     }
     default: {
       const unknown: never = config;

@@ -1,4 +1,4 @@
-import { IntegrityError } from '../errors.js';
+import { BadRequestError, IntegrityError } from '../errors.js';
 
 /**
  * The one KMS interface every provider implements. A key is named; it has numbered versions, one of
@@ -57,7 +57,28 @@ export interface Kms {
  * Every provider's wrapped key begins with its format byte and the KEK version that wrapped it
  * (u32 BE), so re-wrapping can tell which keys an old version still holds without a KMS call.
  */
+export const WRAPPED_HEADER_LENGTH = 5;
+const MAX_KEY_TO_WRAP = 1024;
+/** One message for every unwrap failure, whichever check failed. */
+export const UNWRAP_FAILED = 'wrapped key failed authentication';
+/** How long a key scheduled for destruction can be restored, unless configured: kms.destroyWaitSeconds. */
+export const DEFAULT_DESTROY_WAIT_SECONDS = 86_400;
+
+export function wrappedKeyHeader(format: number, version: number): Buffer {
+  const header = Buffer.allocUnsafe(WRAPPED_HEADER_LENGTH);
+  header[0] = format;
+  header.writeUInt32BE(version, 1);
+  return header;
+}
+
 export function wrappedKeyVersion(wrapped: Buffer): number {
-  if (wrapped.length < 5) throw new IntegrityError('not a wrapped key');
+  if (wrapped.length < WRAPPED_HEADER_LENGTH) throw new IntegrityError('not a wrapped key');
   return wrapped.readUInt32BE(1);
+}
+
+/** The data key a caller asks to wrap: 1 to 1024 bytes. */
+export function assertKeyToWrap(plaintextKey: Buffer): void {
+  if (!Buffer.isBuffer(plaintextKey) || plaintextKey.length < 1 || plaintextKey.length > MAX_KEY_TO_WRAP) {
+    throw new BadRequestError(`a key to wrap is 1 to ${MAX_KEY_TO_WRAP} bytes`);
+  }
 }

@@ -1,8 +1,8 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { BadRequestError, ConfigError, ConflictError, IntegrityError, NotFoundError, UnavailableError } from '../errors.js';
+import { ConfigError, ConflictError, IntegrityError, NotFoundError, UnavailableError } from '../errors.js';
 import { withFileLock } from './file-lock.js';
 import { assertKeyName } from './key-name.js';
-import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
+import { assertKeyToWrap, DEFAULT_DESTROY_WAIT_SECONDS, UNWRAP_FAILED, WRAPPED_HEADER_LENGTH, wrappedKeyHeader, type KeyVersionInfo, type Kms, type KmsHealth } from './kms.js';
 import { KEK_LENGTH, materialOf, openMaterial, sealMaterial } from './local-material.js';
 import {
   ensureKeyStoreFolder,
@@ -38,10 +38,6 @@ export { createMasterKeyFile, readMasterKey } from './master-key.js';
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
 const WRAP_FORMAT = 0x01;
-const WRAP_HEADER_LENGTH = 5;
-const MAX_WRAPPED_KEY_LENGTH = 1024;
-const UNWRAP_FAILED = 'wrapped key failed authentication';
-const DEFAULT_DESTROY_WAIT_SECONDS = 86400;
 
 export interface LocalKmsOptions {
   keyStoreFile: string;
@@ -113,24 +109,21 @@ class LocalKms implements Kms {
   async wrapKey(keyName: string, plaintextKey: Buffer, aad: Buffer): Promise<Buffer> {
     this.assertOpen();
     assertKeyName(keyName);
-    if (!Buffer.isBuffer(plaintextKey) || plaintextKey.length < 1 || plaintextKey.length > MAX_WRAPPED_KEY_LENGTH) {
-      throw new BadRequestError(`a key to wrap is 1 to ${MAX_WRAPPED_KEY_LENGTH} bytes`);
-    }
+    assertKeyToWrap(plaintextKey);
     // Wrapping must use the current primary, which another process may have rotated.
     await this.refresh();
     const key = requireKey(this.keys, keyName);
     const primary = findVersion(key, keyName, key.primary);
     const kek = this.usableKek(keyName, primary);
 
-    const wrapped = Buffer.allocUnsafe(WRAP_HEADER_LENGTH + IV_LENGTH + plaintextKey.length + TAG_LENGTH);
-    wrapped[0] = WRAP_FORMAT;
-    wrapped.writeUInt32BE(primary.version, 1);
+    const wrapped = Buffer.allocUnsafe(WRAPPED_HEADER_LENGTH + IV_LENGTH + plaintextKey.length + TAG_LENGTH);
+    wrappedKeyHeader(WRAP_FORMAT, primary.version).copy(wrapped);
     // Random IVs are safe here: a KEK wraps a few data keys, far below GCM's 2^32 random-IV limit.
     const iv = randomBytes(IV_LENGTH);
-    iv.copy(wrapped, WRAP_HEADER_LENGTH);
+    iv.copy(wrapped, WRAPPED_HEADER_LENGTH);
     const cipher = createCipheriv('aes-256-gcm', kek, iv, { authTagLength: TAG_LENGTH });
     cipher.setAAD(aad);
-    cipher.update(plaintextKey).copy(wrapped, WRAP_HEADER_LENGTH + IV_LENGTH);
+    cipher.update(plaintextKey).copy(wrapped, WRAPPED_HEADER_LENGTH + IV_LENGTH);
     cipher.final();
     cipher.getAuthTag().copy(wrapped, wrapped.length - TAG_LENGTH);
     return wrapped;
@@ -141,7 +134,7 @@ class LocalKms implements Kms {
     assertKeyName(keyName);
     if (
       !Buffer.isBuffer(wrapped) ||
-      wrapped.length < WRAP_HEADER_LENGTH + IV_LENGTH + 1 + TAG_LENGTH ||
+      wrapped.length < WRAPPED_HEADER_LENGTH + IV_LENGTH + 1 + TAG_LENGTH ||
       wrapped[0] !== WRAP_FORMAT
     ) {
       throw new IntegrityError(UNWRAP_FAILED);
@@ -153,12 +146,12 @@ class LocalKms implements Kms {
     const decipher = createDecipheriv(
       'aes-256-gcm',
       kek,
-      wrapped.subarray(WRAP_HEADER_LENGTH, WRAP_HEADER_LENGTH + IV_LENGTH),
+      wrapped.subarray(WRAPPED_HEADER_LENGTH, WRAPPED_HEADER_LENGTH + IV_LENGTH),
       { authTagLength: TAG_LENGTH },
     );
     decipher.setAuthTag(wrapped.subarray(wrapped.length - TAG_LENGTH));
     decipher.setAAD(aad);
-    const plaintextKey = decipher.update(wrapped.subarray(WRAP_HEADER_LENGTH + IV_LENGTH, wrapped.length - TAG_LENGTH));
+    const plaintextKey = decipher.update(wrapped.subarray(WRAPPED_HEADER_LENGTH + IV_LENGTH, wrapped.length - TAG_LENGTH));
     try {
       decipher.final();
     } catch {

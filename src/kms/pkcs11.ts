@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { GcmParams, Mechanism } from 'pkcs11js';
-import { BadRequestError, ConfigError, ConflictError, IntegrityError, NotFoundError, UnavailableError } from '../errors.js';
+import { ConfigError, ConflictError, IntegrityError, NotFoundError, UnavailableError } from '../errors.js';
 import { assertKeyName } from './key-name.js';
-import type { KeyVersionInfo, Kms, KmsHealth } from './kms.js';
+import { assertKeyToWrap, DEFAULT_DESTROY_WAIT_SECONDS, UNWRAP_FAILED, WRAPPED_HEADER_LENGTH, wrappedKeyHeader, type KeyVersionInfo, type Kms, type KmsHealth } from './kms.js';
 import { ckrCode } from './pkcs11-module.js';
 import {
   findVersionKeys,
@@ -38,12 +38,8 @@ import {
  */
 
 const WRAP_FORMAT = 0x02;
-const WRAP_HEADER_LENGTH = 5;
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
-const MAX_WRAPPED_KEY_LENGTH = 1024;
-const UNWRAP_FAILED = 'wrapped key failed authentication';
-const DEFAULT_DESTROY_WAIT_SECONDS = 86400;
 const DEFAULT_SESSIONS = 8;
 /** CK_STATE of a read/write session logged in as the user (PKCS#11 2.40 §5.7; pkcs11js does not export it). */
 const CKS_RW_USER_FUNCTIONS = 3;
@@ -119,9 +115,7 @@ class Pkcs11Kms implements Kms {
   async wrapKey(keyName: string, plaintextKey: Buffer, aad: Buffer): Promise<Buffer> {
     this.assertOpen();
     assertKeyName(keyName);
-    if (!Buffer.isBuffer(plaintextKey) || plaintextKey.length < 1 || plaintextKey.length > MAX_WRAPPED_KEY_LENGTH) {
-      throw new BadRequestError(`a key to wrap is 1 to ${MAX_WRAPPED_KEY_LENGTH} bytes`);
-    }
+    assertKeyToWrap(plaintextKey);
     return this.pool.use('wrapping', async (session) => {
       const record = this.requireRecord(session, keyName);
       const primary = findVersion(record, keyName, record.primary);
@@ -130,10 +124,7 @@ class Pkcs11Kms implements Kms {
       const iv = randomBytes(IV_LENGTH);
       this.pool.pkcs11.C_EncryptInit(session, gcm(iv, aad), key);
       const sealed = await this.pool.pkcs11.C_EncryptAsync(session, plaintextKey, Buffer.alloc(plaintextKey.length + TAG_LENGTH));
-      const header = Buffer.alloc(WRAP_HEADER_LENGTH);
-      header[0] = WRAP_FORMAT;
-      header.writeUInt32BE(primary.version, 1);
-      return Buffer.concat([header, iv, sealed]);
+      return Buffer.concat([wrappedKeyHeader(WRAP_FORMAT, primary.version), iv, sealed]);
     });
   }
 
@@ -142,7 +133,7 @@ class Pkcs11Kms implements Kms {
     assertKeyName(keyName);
     if (
       !Buffer.isBuffer(wrapped) ||
-      wrapped.length < WRAP_HEADER_LENGTH + IV_LENGTH + 1 + TAG_LENGTH ||
+      wrapped.length < WRAPPED_HEADER_LENGTH + IV_LENGTH + 1 + TAG_LENGTH ||
       wrapped[0] !== WRAP_FORMAT
     ) {
       throw new IntegrityError(UNWRAP_FAILED);
@@ -153,8 +144,8 @@ class Pkcs11Kms implements Kms {
       const version = findVersion(record, keyName, versionNumber);
       assertUsable(keyName, version);
       const key = this.requireVersionKey(session, keyName, version.version);
-      const iv = wrapped.subarray(WRAP_HEADER_LENGTH, WRAP_HEADER_LENGTH + IV_LENGTH);
-      const sealed = wrapped.subarray(WRAP_HEADER_LENGTH + IV_LENGTH);
+      const iv = wrapped.subarray(WRAPPED_HEADER_LENGTH, WRAPPED_HEADER_LENGTH + IV_LENGTH);
+      const sealed = wrapped.subarray(WRAPPED_HEADER_LENGTH + IV_LENGTH);
       this.pool.pkcs11.C_DecryptInit(session, gcm(iv, aad), key);
       try {
         return await this.pool.pkcs11.C_DecryptAsync(session, sealed, Buffer.alloc(sealed.length));

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { SYSTEM_CHAIN } from '../core/audit-events.js';
 import type { Core } from '../core/context.js';
 import type { BatchOperation } from '../store/db/group-commit.js';
 
@@ -23,8 +24,6 @@ export interface JobRunnerOptions {
   log?: (level: 'info' | 'error', fields: Record<string, unknown>, message: string) => void;
 }
 
-/** Writes go through the group committer, which owns the writer connection; no tenant's chain moves. */
-const SCOPE = '_system';
 
 /**
  * Runs each job when it is due, on one instance at a time: a run starts only by taking the job's
@@ -41,7 +40,8 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
   const running = new Set<Promise<unknown>>();
   let stopped = false;
 
-  const submit = <T>(op: BatchOperation<T>) => core.committer.submit(SCOPE, op);
+  // Through the group committer, which owns the writer connection, in the system's scope: no tenant's chain moves.
+  const submit = <T>(op: BatchOperation<T>) => core.committer.submit(SYSTEM_CHAIN, op);
 
   async function ensureRows(): Promise<void> {
     await submit(async (tx) => {

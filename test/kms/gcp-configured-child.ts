@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { StrongroomError } from '../../src/errors.js';
 import { openKms, type GcpKmsConfig } from '../../src/kms/index.js';
 
+/** The one line of JSON the parent test reads. */
+const report = (result: unknown) => process.stdout.write(`${JSON.stringify(result)}\n`);
+
 const gcp = JSON.parse(process.env.STRONGROOM_TEST_GCP_CONFIG ?? '{}') as GcpKmsConfig;
 const kms = await openKms({ provider: 'gcp', gcp, destroyWaitSeconds: 86_400 });
 try {
@@ -12,9 +15,9 @@ try {
   const dataKey = randomBytes(32);
   const aad = Buffer.from('configured|data|1');
   const unwrapped = await kms.unwrapKey('tenant.configured', await kms.wrapKey('tenant.configured', dataKey, aad), aad);
-  console.log(JSON.stringify({ roundTrip: unwrapped.equals(dataKey), health: await kms.health() }));
+  report({ roundTrip: unwrapped.equals(dataKey), health: await kms.health() });
 } catch (error) {
-  console.log(JSON.stringify(error instanceof StrongroomError ? { error: error.code, key: (error as { key?: string }).key } : { error: String(error) }));
+  report(error instanceof StrongroomError ? { error: error.code, key: (error as { key?: string }).key } : { error: String(error) });
 } finally {
   await kms.close();
 }
