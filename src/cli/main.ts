@@ -2,6 +2,7 @@
 import { relative } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { maskedConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { StrongroomError } from '../errors.js';
 import { configFrom, prepareDataDir, type GlobalOptions } from './runtime.js';
 
@@ -139,7 +140,7 @@ program
     }
   });
 
-const keys = program.command('keys').description('key-encryption keys: rotation, re-wrapping, status');
+const keys = program.command('keys').description('keys: KEK and data-key rotation, re-wrapping, re-encryption, status');
 
 /** Re-wraps every data key not on its KEK's primary version, printing progress to standard error. */
 async function rewrapWithProgress(core: Awaited<ReturnType<typeof openCore>>): Promise<number> {
@@ -152,15 +153,31 @@ async function rewrapWithProgress(core: Awaited<ReturnType<typeof openCore>>): P
   });
 }
 
+/** Re-encrypts the rows of every tenant with a rotated-out data key, printing progress to standard error. */
+async function reencryptWithProgress(core: Awaited<ReturnType<typeof openCore>>, config: Config): Promise<number> {
+  const { reencryptAll } = await import('../core/data-key-rotation.js');
+  const started = Date.now();
+  return reencryptAll(core, {
+    batchRows: config.keys.reencryptBatchRows,
+    pauseMs: config.keys.reencryptPauseMs,
+    onProgress: ({ done, total }) => {
+      const rate = done / Math.max(1, Date.now() - started);
+      const eta = rate > 0 ? Math.ceil((total - done) / rate / 1000) : '?';
+      process.stderr.write(`\rre-encrypted ${done}/${total} rows scanned, about ${eta} s left   `);
+    },
+  });
+}
+
 keys
   .command('rotate')
-  .description('make a new primary KEK version, then re-wrap the data keys under it (never decrypting records)')
-  .option('--tenant <id>', "one tenant's KEK")
-  .option('--all-tenants', "every tenant's KEK")
+  .description('make a new primary KEK version and re-wrap the data keys under it (never decrypting records); with --data-key, a new data key and re-encryption of the rows under it')
+  .option('--tenant <id>', "one tenant's key")
+  .option('--all-tenants', "every tenant's key")
   .option('--system', 'the system KEK that seals the secrets')
-  .action(async (options: { tenant?: string; allTenants?: boolean; system?: boolean }) => {
-    if ([options.tenant !== undefined, options.allTenants, options.system].filter(Boolean).length !== 1) {
-      throw new StrongroomError('bad_request', 'say which key: --tenant T, --all-tenants or --system');
+  .option('--data-key', "rotate the tenants' data keys instead of their KEKs")
+  .action(async (options: { tenant?: string; allTenants?: boolean; system?: boolean; dataKey?: boolean }) => {
+    if ([options.tenant !== undefined, options.allTenants, options.system].filter(Boolean).length !== 1 || (options.dataKey && options.system)) {
+      throw new StrongroomError('bad_request', 'say which key: --tenant T, --all-tenants or --system (--data-key goes with a tenant or all tenants)');
     }
     const config = configFrom(globals());
     const core = await openCore(config);
@@ -178,6 +195,12 @@ keys
       if (options.tenant) query = query.where('id', '=', options.tenant);
       const ids = (await query.execute()).map((r) => r.id);
       if (ids.length === 0) throw new StrongroomError('not_found', options.tenant ? `no tenant ${options.tenant}` : 'no tenants');
+      if (options.dataKey) {
+        const { rotateDataKey } = await import('../core/data-key-rotation.js');
+        for (const id of ids) say(`${id}: data key ${await rotateDataKey(core, id, { kind: 'system', name: 'cli' })} is current`);
+        say(`\n${await reencryptWithProgress(core, config)} rows re-encrypted`);
+        return;
+      }
       for (const id of ids) say(`${kekName(id)}: version ${await core.kms.rotateKey(kekName(id))} is primary`);
       const rewrapped = await rewrapWithProgress(core);
       say(`\n${rewrapped} data keys re-wrapped`);
@@ -199,28 +222,48 @@ keys
   });
 
 keys
+  .command('reencrypt')
+  .description('re-encrypt the rows still sealed under rotated-out data keys (resumes an interrupted data-key rotation)')
+  .action(async () => {
+    const config = configFrom(globals());
+    const core = await openCore(config);
+    try {
+      say(`\n${await reencryptWithProgress(core, config)} rows re-encrypted`);
+    } finally {
+      await core.close();
+    }
+  });
+
+keys
   .command('status')
-  .description('KEK versions, data keys per version, re-wrap progress and ETA')
+  .description('KEK versions, data keys per version, data-key rotation state, re-wrap and re-encryption progress with ETA')
   .option('--json', 'print one JSON object')
   .action(async (options: { json?: boolean }) => {
     const core = await openCore(configFrom(globals()));
     try {
-      const { dataKeyVersions, jobProgress, REWRAP_JOB, staleDataKeys } = await import('../core/key-rotation.js');
+      const { dataKeyVersions, REWRAP_JOB, staleDataKeys } = await import('../core/key-rotation.js');
+      const { dataKeyStatus, REENCRYPT_JOB } = await import('../core/data-key-rotation.js');
+      const { jobProgress } = await import('../core/job-progress.js');
       const tenants = await dataKeyVersions(core);
+      const dataKeys = new Map((await dataKeyStatus(core)).map((d) => [d.tenantId, d]));
       const rewrap = await jobProgress(core, REWRAP_JOB);
+      const reencrypt = await jobProgress(core, REENCRYPT_JOB);
       const stale = tenants.reduce((n, t) => n + staleDataKeys(t), 0);
       if (options.json) {
-        say(JSON.stringify({ tenants, dataKeysOnOlderVersions: stale, rewrap }));
+        say(JSON.stringify({ tenants: tenants.map((t) => ({ ...t, dataKey: dataKeys.get(t.tenantId) })), dataKeysOnOlderVersions: stale, rewrap, reencrypt }));
         return;
       }
       for (const t of tenants) {
         const counts = Object.entries(t.dataKeys).map(([v, c]) => `v${v}: ${c}`).join(', ');
-        say(`${t.tenantId}  primary v${t.primary}  data keys ${counts}`);
+        const d = dataKeys.get(t.tenantId);
+        const rotation = d ? `  current data key ${d.current}${d.pending.length ? `, re-encrypting from ${d.pending.join(',')}` : ''}${d.retired.length ? `, retired ${d.retired.join(',')}` : ''}` : '';
+        say(`${t.tenantId}  primary v${t.primary}  data keys ${counts}${rotation}`);
       }
       say(`${stale} data keys on an older KEK version`);
-      if (rewrap) {
-        const state = rewrap.finishedAt ? `finished ${new Date(rewrap.finishedAt).toISOString()}` : `running, about ${Math.ceil((rewrap.etaMs ?? 0) / 1000)} s left`;
-        say(`last re-wrap: ${rewrap.done}/${rewrap.total}, ${state}`);
+      for (const [label, job] of [['re-wrap', rewrap], ['re-encryption', reencrypt]] as const) {
+        if (!job) continue;
+        const state = job.finishedAt ? `finished ${new Date(job.finishedAt).toISOString()}` : `running, about ${Math.ceil((job.etaMs ?? 0) / 1000)} s left`;
+        say(`last ${label}: ${job.done}/${job.total}, ${state}`);
       }
     } finally {
       await core.close();

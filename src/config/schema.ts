@@ -141,6 +141,11 @@ export const ConfigSchema = Obj({
     kekRotationDays: Type.Integer({ minimum: 0, maximum: 3650, default: 90 }),
     dataKeyCacheSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300 }),
     dataKeyCacheEntries: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+    /** Tenants whose current data key is older get a new one, and their rows are re-encrypted in the background; 0: never. */
+    dataKeyRotationDays: Type.Integer({ minimum: 0, maximum: 3650, default: 365 }),
+    /** Re-encryption works in transactions of this many rows, pausing between them. */
+    reencryptBatchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 500 }),
+    reencryptPauseMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 50 }),
   }),
   records: Obj({
     maxRecordBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),

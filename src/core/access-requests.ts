@@ -3,8 +3,8 @@ import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '.
 import { authorize } from '../policy/authorize.js';
 import type { BatchState, Tx } from '../store/db/group-commit.js';
 import type { AccessRequestsTable } from '../store/db/tables.js';
-import { actorName, type ActiveGrant, type Core, type GrantScope, type OperatorRole, type Principal, type RequestMeta } from './context.js';
-import { auditInTx, auditRead, plainTarget, type Actor } from './audit-events.js';
+import { actorName, type ActiveGrant, type Actor, type Core, type GrantScope, type OperatorRole, type Principal, type RequestMeta } from './context.js';
+import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { checkFormat, randomId } from './ids.js';
 import { enqueueNotification } from './outbox.js';
 import { tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
@@ -49,7 +49,7 @@ export interface NewAccessRequest {
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
 
-const detailsAad = (tenantId: string, requestId: string) => encodeAad(['strongroom/access-request', tenantId, requestId]);
+export const detailsAad = (tenantId: string, requestId: string) => encodeAad(['strongroom/access-request', tenantId, requestId]);
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
 const target = (requestId: string, extra = '') => plainTarget(`access-request:${requestId}${extra}`);
 
@@ -74,7 +74,7 @@ export async function requestAccess(core: Core, principal: Principal, meta: Requ
   await requireTenant(core, tenantId);
   const requestId = `ar_${randomId(10)}`;
   const details = JSON.stringify({ reason: request.reason, ticket: request.ticket });
-  const detailsEnc = sealRecord(await tenantDataKey(core, tenantId), detailsAad(tenantId, requestId), Buffer.from(details, 'utf8'));
+  const detailsEnc = sealRecord(await tenantDataKey(core, tenantId, principal), detailsAad(tenantId, requestId), Buffer.from(details, 'utf8'));
   return core.committer.submit(tenantId, async (tx, batch) => {
     const now = core.now();
     const open = await tx
@@ -128,8 +128,8 @@ function view(row: AccessRequestsTable, reason: string, ticket: string): AccessR
   };
 }
 
-async function openView(core: Core, row: AccessRequestsTable): Promise<AccessRequestView> {
-  const key = await tenantDataKeyById(core, row.tenant_id, recordKeyId(row.details_enc));
+async function openView(core: Core, caller: Actor, row: AccessRequestsTable): Promise<AccessRequestView> {
+  const key = await tenantDataKeyById(core, row.tenant_id, recordKeyId(row.details_enc), caller);
   const { reason, ticket } = JSON.parse(openRecord(key, detailsAad(row.tenant_id, row.request_id), row.details_enc).toString('utf8')) as { reason: string; ticket: string };
   return view(row, reason, ticket);
 }
@@ -138,7 +138,7 @@ export async function listAccessRequests(core: Core, principal: Principal, meta:
   authorize(principal, 'access.read', { tenantId });
   await expireGrants(core, tenantId);
   const rows = await core.db.reader.selectFrom('access_requests').selectAll().where('tenant_id', '=', tenantId).orderBy('requested_at', 'desc').execute();
-  const views = await Promise.all(rows.map((row) => openView(core, row)));
+  const views = await Promise.all(rows.map((row) => openView(core, principal, row)));
   await auditRead(core, principal, meta, { tenantId, action: 'access.list', target: plainTarget('access-requests'), result: 'ok' });
   return views;
 }
@@ -146,6 +146,7 @@ export async function listAccessRequests(core: Core, principal: Principal, meta:
 /** Moves one request on, in one transaction with its audit event; `decide` throws to refuse. */
 async function transition(
   core: Core,
+  principal: Principal,
   tenantId: string,
   requestId: string,
   decide: (row: AccessRequestsTable, tx: Tx, batch: BatchState, now: number) => Promise<Partial<AccessRequestsTable>>,
@@ -159,7 +160,7 @@ async function transition(
     return { ...row, ...change };
   });
   // Outside the transaction: opening the details may need the KMS, whose use is itself audited.
-  return openView(core, updated);
+  return openView(core, principal, updated);
 }
 
 const requirePending = (row: AccessRequestsTable) => {
@@ -175,7 +176,7 @@ async function grant(
   requestId: string,
   how: { action: 'access.approve' | 'access.breakglass'; event: 'access.approved' | 'access.breakglass'; check?: (row: AccessRequestsTable) => void },
 ): Promise<AccessRequestView> {
-  return transition(core, tenantId, requestId, async (row, tx, batch, now) => {
+  return transition(core, principal, tenantId, requestId, async (row, tx, batch, now) => {
     requirePending(row);
     how.check?.(row);
     const expiresAt = now + row.duration_seconds * 1000;
@@ -207,7 +208,7 @@ export async function breakGlass(core: Core, principal: Principal, meta: Request
 
 export async function denyAccessRequest(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, requestId: string): Promise<AccessRequestView> {
   authorize(principal, 'access.decide', { tenantId });
-  return transition(core, tenantId, requestId, async (row, tx, batch, now) => {
+  return transition(core, principal, tenantId, requestId, async (row, tx, batch, now) => {
     requirePending(row);
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'access.deny', target: target(requestId), result: 'ok' });
     return { status: 'denied', decided_at: now, decided_by: actorName(principal) };
@@ -217,7 +218,7 @@ export async function denyAccessRequest(core: Core, principal: Principal, meta: 
 /** Ends a pending request or a live grant: the tenant's admins, a security operator, or the requester itself. */
 export async function revokeAccessRequest(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, requestId: string): Promise<AccessRequestView> {
   authorize(principal, 'access.revoke', { tenantId });
-  return transition(core, tenantId, requestId, async (row, tx, batch, now) => {
+  return transition(core, principal, tenantId, requestId, async (row, tx, batch, now) => {
     if (principal.kind === 'operator' && !principal.roles.includes('security') && row.operator_id !== principal.operatorId) {
       throw new ForbiddenError('operators revoke only their own requests, unless they have the security role');
     }

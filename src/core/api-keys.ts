@@ -2,8 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BadRequestError, NotFoundError, UnauthenticatedError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
 import type { BatchState, Tx } from '../store/db/group-commit.js';
-import type { ApiKeyScope, Core, Principal, RequestMeta } from './context.js';
-import { auditInTx, plainTarget, type Actor } from './audit-events.js';
+import type { Actor, ApiKeyScope, Core, Principal, RequestMeta } from './context.js';
+import { auditInTx, plainTarget } from './audit-events.js';
 import { randomId } from './ids.js';
 
 /**

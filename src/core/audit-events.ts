@@ -1,7 +1,7 @@
 import { appendAuditEvent } from '../audit/append.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord, type DataKey } from '../crypto/record-cipher.js';
 import type { BatchState, Tx } from '../store/db/group-commit.js';
-import { actorName, type Core, type Principal, type RequestMeta } from './context.js';
+import { actorName, type Actor, type Core, type RequestMeta } from './context.js';
 import { tenantDataKeyById } from './tenant-keys.js';
 
 /**
@@ -23,9 +23,9 @@ export function sealedTarget(dataKey: DataKey, tenantId: string, text: string): 
   return sealRecord(dataKey, targetAad(tenantId), Buffer.from(text, 'utf8'));
 }
 
-export async function readTarget(core: Core, tenantId: string, target: Buffer): Promise<string> {
+export async function readTarget(core: Core, caller: Actor, tenantId: string, target: Buffer): Promise<string> {
   if (target[0] === PLAIN) return target.subarray(1).toString('utf8');
-  const key = await tenantDataKeyById(core, tenantId, recordKeyId(target));
+  const key = await tenantDataKeyById(core, tenantId, recordKeyId(target), caller);
   return openRecord(key, targetAad(tenantId), target).toString('utf8');
 }
 
@@ -35,8 +35,6 @@ export interface AuditEntry {
   target: AuditTarget;
   result: 'ok' | 'denied' | 'not_found' | 'conflict' | 'error';
 }
-
-export type Actor = Principal | { kind: 'system'; name: string };
 
 const actorLabel = (actor: Actor) => (actor.kind === 'system' ? `system:${actor.name}` : actorName(actor));
 
@@ -68,9 +66,12 @@ export async function auditRead(core: Core, actor: Actor, meta: RequestMeta, ent
 
 const KEYRING: Actor = { kind: 'system', name: 'keyring' };
 
-/** Records that the keyring used the tenant's KEK (which version, for which purpose) to unwrap a data key, on a cache miss. */
-export function auditKeyUse(core: Core, tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }): Promise<void> {
-  return auditRead(core, KEYRING, { requestId: '-', sourceIp: '-' }, {
+/**
+ * Records that the tenant's KEK (which version, for which purpose) unwrapped a data key on a keyring
+ * miss, in the name of the caller whose request needed it.
+ */
+export function auditKeyUse(core: Core, tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }, caller: Actor): Promise<void> {
+  return auditRead(core, caller, { requestId: '-', sourceIp: '-' }, {
     tenantId,
     action: 'kms.unwrap',
     target: plainTarget(`data-key:${use.keyId} purpose:${use.purpose} kek-version:${use.kekVersion}`),

@@ -44,7 +44,7 @@ export async function listAuditEvents(
       at: new Date(Number(row.at)).toISOString(),
       actor: row.actor,
       action: row.action,
-      target: await readTarget(core, tenantId, row.target),
+      target: await readTarget(core, principal, tenantId, row.target),
       result: row.result,
       requestId: row.request_id,
       sourceIp: row.source_ip,

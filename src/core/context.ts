@@ -2,6 +2,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import type { Kms } from '../kms/kms.js';
 import type { GroupCommitter } from '../store/db/group-commit.js';
 import type { Database } from '../store/db/open.js';
+import type { CurrentDataKeys } from './current-data-keys.js';
 
 export interface CoreLimits {
   maxRecordBytes: number;
@@ -15,7 +16,10 @@ export interface Core {
   db: Database;
   committer: GroupCommitter;
   kms: Kms;
-  keyring: Keyring;
+  /** Unwrapped data keys; a cache miss is audited in the name of the actor that caused it. */
+  keyring: Keyring<Actor>;
+  /** Which data key each tenant encrypts new data under. */
+  currentDataKeys: CurrentDataKeys;
   limits: CoreLimits;
   now: () => number;
 }
@@ -52,6 +56,9 @@ export interface VerifiedIdentity {
   amr: string[];
   secondFactor: string | null;
 }
+
+/** Whoever acts: a caller, or the deployment itself (a background job, the keyring). */
+export type Actor = Principal | { kind: 'system'; name: string };
 
 /** Where a request came from, for the audit log. */
 export interface RequestMeta {

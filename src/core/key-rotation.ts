@@ -1,7 +1,8 @@
 import { NotFoundError } from '../errors.js';
 import { wrappedKeyVersion } from '../kms/kms.js';
-import type { Core } from './context.js';
-import { auditInTx, plainTarget, SYSTEM_CHAIN, type Actor } from './audit-events.js';
+import { auditInTx, plainTarget } from './audit-events.js';
+import { recordProgress } from './job-progress.js';
+import type { Actor, Core } from './context.js';
 import { kekName, wrapAad, type Purpose } from './tenant-keys.js';
 
 const REWRAP: Actor = { kind: 'system', name: 'rewrap' };
@@ -79,30 +80,7 @@ export async function dataKeyVersions(core: Core): Promise<KeyVersionCounts[]> {
   return result;
 }
 
-export interface JobProgress {
-  name: string;
-  startedAt: number;
-  updatedAt: number;
-  finishedAt: number | null;
-  total: number;
-  done: number;
-  /** Milliseconds left at the rate so far; null before the first item or once finished. */
-  etaMs: number | null;
-}
-
 export const REWRAP_JOB = 'rewrap';
-
-async function recordProgress(core: Core, run: { startedAt: number; total: number; done: number; finished: boolean }): Promise<void> {
-  const row = { started_at: run.startedAt, updated_at: core.now(), finished_at: run.finished ? core.now() : null, total: run.total, done: run.done };
-  // Through the group committer, which owns the writer connection; no tenant's chain moves.
-  await core.committer.submit(SYSTEM_CHAIN, (tx) =>
-    tx
-      .insertInto('job_runs')
-      .values({ name: REWRAP_JOB, ...row })
-      .onConflict((oc) => oc.column('name').doUpdateSet(row))
-      .execute(),
-  );
-}
 
 /**
  * Re-wraps every tenant's data keys that are not on their KEK's primary version, tenant by tenant,
@@ -112,24 +90,15 @@ export async function rewrapAll(core: Core, onProgress?: (progress: { done: numb
   const pending = (await dataKeyVersions(core)).filter((t) => staleDataKeys(t) > 0);
   const total = pending.reduce((sum, t) => sum + staleDataKeys(t), 0);
   const run = { startedAt: core.now(), total, done: 0, finished: false };
-  await recordProgress(core, run);
+  await recordProgress(core, REWRAP_JOB, run);
   for (const tenant of pending) {
     run.done += await rewrapTenant(core, tenant.tenantId, tenant.primary);
-    await recordProgress(core, run);
+    await recordProgress(core, REWRAP_JOB, run);
     onProgress?.({ done: run.done, total });
   }
   run.finished = true;
-  await recordProgress(core, run);
+  await recordProgress(core, REWRAP_JOB, run);
   return run.done;
-}
-
-export async function jobProgress(core: Core, name: string): Promise<JobProgress | null> {
-  const row = await core.db.reader.selectFrom('job_runs').selectAll().where('name', '=', name).executeTakeFirst();
-  if (!row) return null;
-  const [startedAt, updatedAt, done, total] = [row.started_at, row.updated_at, row.done, row.total].map(Number) as [number, number, number, number];
-  const finishedAt = row.finished_at === null ? null : Number(row.finished_at);
-  const etaMs = finishedAt === null && done > 0 ? Math.round(((updatedAt - startedAt) / done) * (total - done)) : null;
-  return { name, startedAt, updatedAt, finishedAt, total, done, etaMs };
 }
 
 /**

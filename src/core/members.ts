@@ -1,7 +1,7 @@
 import { BadRequestError, ConflictError, MfaRequiredError, NotFoundError } from '../errors.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord } from '../crypto/record-cipher.js';
 import { authorize } from '../policy/authorize.js';
-import type { Core, MemberRole, Principal, RequestMeta, VerifiedIdentity } from './context.js';
+import type { Actor, Core, MemberRole, Principal, RequestMeta, VerifiedIdentity } from './context.js';
 import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { randomId } from './ids.js';
 import { memberEmailKey, tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
@@ -24,7 +24,7 @@ export interface MemberView {
   createdAt: string;
 }
 
-const emailAad = (tenantId: string, memberId: string) => encodeAad(['strongroom/member-email', tenantId, memberId]);
+export const emailAad = (tenantId: string, memberId: string) => encodeAad(['strongroom/member-email', tenantId, memberId]);
 
 export async function inviteMember(
   core: Core,
@@ -36,8 +36,8 @@ export async function inviteMember(
   authorize(principal, 'members.manage', { tenantId });
   if (!EMAIL.test(request.email)) throw new BadRequestError('invalid e-mail address');
   const email = request.email.toLowerCase();
-  const dataKey = await tenantDataKey(core, tenantId);
-  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId), email);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
+  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId, principal), email);
   const memberId = `m_${randomId(10)}`;
   const emailEnc = sealRecord(dataKey, emailAad(tenantId, memberId), Buffer.from(email, 'utf8'));
   return core.committer.submit(tenantId, async (tx, batch) => {
@@ -70,7 +70,7 @@ export async function listMembers(core: Core, principal: Principal, meta: Reques
   for (const row of rows) {
     let email = '';
     if (row.email_enc) {
-      const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.email_enc));
+      const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.email_enc), principal);
       email = openRecord(key, emailAad(tenantId, row.member_id), row.email_enc).toString('utf8');
     }
     members.push({ memberId: row.member_id, email, role: row.role as MemberRole, status: row.status, createdAt: new Date(Number(row.created_at)).toISOString() });
@@ -106,6 +106,9 @@ export async function removeMember(core: Core, principal: Principal, meta: Reque
 
 type MemberPrincipal = Extract<Principal, { kind: 'member' }>;
 
+/** Who looks up an invitation: nobody is authenticated yet, the sign-in is. */
+const SIGN_IN: Actor = { kind: 'system', name: 'sign-in' };
+
 /**
  * The member a verified identity is in this tenant: linked by (issuer, subject), or, the first time,
  * by claiming the invitation sent to the e-mail address the provider says it verified. Unverified
@@ -132,7 +135,7 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
     return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole };
   }
   if (!identity.emailVerified || !identity.email) return null;
-  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId), identity.email.toLowerCase());
+  const emailToken = recordKeyFor(await memberEmailKey(core, tenantId, SIGN_IN), identity.email.toLowerCase());
   return core.committer.submit(tenantId, async (tx, batch) => {
     const invited = await tx
       .selectFrom('members')

@@ -5,7 +5,8 @@ import { resolveSecrets } from '../secrets/resolve.js';
 import { openSecretStore, SYSTEM_SECRETS_KEY, type SecretKeyUse, type SecretStore } from '../secrets/store.js';
 import { GroupCommitter } from '../store/db/group-commit.js';
 import { openDatabase, type Database, type DatabaseOptions } from '../store/db/open.js';
-import type { Core } from './context.js';
+import type { Actor, Core } from './context.js';
+import { CurrentDataKeys } from './current-data-keys.js';
 import { auditKeyUse, auditSystemKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
 
@@ -36,16 +37,18 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     throw error;
   }
   const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
-  const keyring = new Keyring({
+  const keyring = new Keyring<Actor>({
     ttlMs: config.keys.dataKeyCacheSeconds * 1000,
     maxEntries: config.keys.dataKeyCacheEntries,
     clock: now,
-    unwrap: dataKeyUnwrapper(db, kms, (tenantId, use) => auditKeyUse(core, tenantId, use)),
+    unwrap: dataKeyUnwrapper(db, kms, (tenantId, use, caller) => auditKeyUse(core, tenantId, use, caller)),
   });
+  const currentDataKeys = new CurrentDataKeys(db, config.keys.dataKeyCacheSeconds * 1000, config.keys.dataKeyCacheEntries, now);
   const core: Core & { close(): Promise<void> } = {
     db,
     kms,
     keyring,
+    currentDataKeys,
     committer,
     limits: config.records,
     now,

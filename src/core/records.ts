@@ -42,7 +42,7 @@ interface Address {
 }
 
 /** AAD binds a body to its tenant, collection, record and version: a row moved anywhere fails to open. */
-const bodyAad = (tenantId: string, collection: string, recordKey: Buffer, version: number) =>
+export const bodyAad = (tenantId: string, collection: string, recordKey: Buffer, version: number) =>
   encodeAad(['strongroom/record', tenantId, collection, recordKey, version]);
 
 function validate(address: Address): void {
@@ -59,8 +59,8 @@ function seal(key: DataKey, tenantId: string, collection: string, recordKey: Buf
   return sealRecord(key, bodyAad(tenantId, collection, recordKey, version), Buffer.from(JSON.stringify(envelope), 'utf8'));
 }
 
-async function open(core: Core, tenantId: string, collection: string, recordKey: Buffer, version: number, body: Buffer): Promise<Envelope> {
-  const key = await tenantDataKeyById(core, tenantId, recordKeyId(body));
+async function open(core: Core, caller: Principal, tenantId: string, collection: string, recordKey: Buffer, version: number, body: Buffer): Promise<Envelope> {
+  const key = await tenantDataKeyById(core, tenantId, recordKeyId(body), caller);
   return JSON.parse(openRecord(key, bodyAad(tenantId, collection, recordKey, version), body).toString('utf8')) as Envelope;
 }
 
@@ -129,8 +129,8 @@ export async function putRecord(
   validate(address);
   const { tenantId, collection, id } = address;
   checkDepth(data, MAX_DEPTH);
-  const dataKey = await tenantDataKey(core, tenantId);
-  const keys = await collectionKeys(core, tenantId, collection);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
+  const keys = await collectionKeys(core, tenantId, collection, principal);
   const recordKey = recordKeyFor(keys.idKey, id);
   const plaintext = Buffer.from(JSON.stringify({ id, data } satisfies Envelope), 'utf8');
   if (plaintext.length > core.limits.maxRecordBytes) {
@@ -209,8 +209,8 @@ export async function getRecord(core: Core, principal: Principal, meta: RequestM
   authorize(principal, 'records.read', address);
   validate(address);
   const { tenantId, collection, id } = address;
-  const dataKey = await tenantDataKey(core, tenantId);
-  const keys = await collectionKeys(core, tenantId, collection);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
+  const keys = await collectionKeys(core, tenantId, collection, principal);
   const recordKey = recordKeyFor(keys.idKey, id);
   const row = await core.committer.submit(tenantId, async (tx, batch) => {
     const found = await tx
@@ -231,7 +231,7 @@ export async function getRecord(core: Core, principal: Principal, meta: RequestM
   });
   if (!row) throw new NotFoundError('record not found');
   const version = Number(row.version);
-  const envelope = await open(core, tenantId, collection, recordKey, version, row.body);
+  const envelope = await open(core, principal, tenantId, collection, recordKey, version, row.body);
   return {
     id,
     version,
@@ -246,8 +246,8 @@ export async function deleteRecord(core: Core, principal: Principal, meta: Reque
   authorize(principal, 'records.write', address);
   validate(address);
   const { tenantId, collection, id } = address;
-  const dataKey = await tenantDataKey(core, tenantId);
-  const keys = await collectionKeys(core, tenantId, collection);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
+  const keys = await collectionKeys(core, tenantId, collection, principal);
   const recordKey = recordKeyFor(keys.idKey, id);
   return core.committer.submit(tenantId, async (tx, batch) => {
     const spec = await requireSpec(tx, tenantId, collection);
@@ -323,7 +323,7 @@ export async function listRecords(
     if (!index) throw new BadRequestError(`field "${field}" is not indexed in collection "${collection}"`);
     return { index, values: queryValues(raw) };
   });
-  const keys = await collectionKeys(core, tenantId, collection);
+  const keys = await collectionKeys(core, tenantId, collection, principal);
   const first = conditions[0];
   const firstTokens = first
     ? [...new Map(first.values.map((v) => {
@@ -362,7 +362,7 @@ export async function listRecords(
     exhausted = rows.length < batchSize;
     for (const row of rows) {
       after = row.record_key;
-      const envelope = await open(core, tenantId, collection, row.record_key, Number(row.version), row.body);
+      const envelope = await open(core, principal, tenantId, collection, row.record_key, Number(row.version), row.body);
       const data = envelope.data ?? {};
       if (!matches(data)) continue;
       records.push({
@@ -377,7 +377,7 @@ export async function listRecords(
   }
   const hasMore = records.length > limit;
   const page = records.slice(0, limit);
-  const dataKey = await tenantDataKey(core, tenantId);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
   await auditRead(core, principal, meta, {
     tenantId,
     action: 'record.list',
@@ -400,8 +400,8 @@ export async function listRecordVersions(
   authorize(principal, 'records.read', address);
   validate(address);
   const { tenantId, collection } = address;
-  const dataKey = await tenantDataKey(core, tenantId);
-  const keys = await collectionKeys(core, tenantId, collection);
+  const dataKey = await tenantDataKey(core, tenantId, principal);
+  const keys = await collectionKeys(core, tenantId, collection, principal);
   const recordKey = recordKeyFor(keys.idKey, address.id);
   const rows = await core.db.reader
     .selectFrom('record_versions')
@@ -417,7 +417,7 @@ export async function listRecordVersions(
   const versions: RecordVersionView[] = [];
   for (const row of rows) {
     const version = Number(row.version);
-    const envelope = await open(core, tenantId, collection, recordKey, version, row.body);
+    const envelope = await open(core, principal, tenantId, collection, recordKey, version, row.body);
     versions.push({ version, op: row.op as 'put' | 'delete', at: new Date(Number(row.created_at)).toISOString(), data: envelope.data });
   }
   return versions;

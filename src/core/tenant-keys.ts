@@ -4,11 +4,12 @@ import { deriveIndexKey } from '../crypto/blind-index.js';
 import { NotFoundError } from '../errors.js';
 import { wrappedKeyVersion, type Kms } from '../kms/kms.js';
 import type { Tx } from '../store/db/group-commit.js';
-import type { Core } from './context.js';
+import type { Actor, Core } from './context.js';
 
 /**
- * Each tenant has its own key-encryption key in the KMS and two data keys wrapped by it: one that
- * encrypts record bodies, one from which blind-index and record-id keys are derived.
+ * Each tenant has its own key-encryption key in the KMS and data keys wrapped by it: one from which
+ * blind-index and record-id keys are derived, and data keys that encrypt record bodies. Rotating
+ * the data key adds a newer one (ids 3, 4, …); the newest encrypts new data, older ones only decrypt.
  */
 export const DATA_KEY_ID = 1;
 export const INDEX_KEY_ID = 2;
@@ -49,8 +50,12 @@ export async function insertTenantKeys(tx: Tx, tenantId: string, keys: NewTenant
  * The keyring's loader: reads a wrapped data key and unwraps it with the tenant's KEK, then records
  * that use of the KMS with `audit`. A use that cannot be audited fails, and its key is wiped.
  */
-export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }) => Promise<void>) {
-  return async (tenantId: string, keyId: number): Promise<Buffer> => {
+export function dataKeyUnwrapper(
+  db: Core['db'],
+  kms: Kms,
+  audit: (tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }, caller: Actor) => Promise<void>,
+) {
+  return async (tenantId: string, keyId: number, caller: Actor): Promise<Buffer> => {
     const row = await db.reader
       .selectFrom('data_keys')
       .select(['wrapped', 'purpose'])
@@ -60,7 +65,7 @@ export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: str
     if (!row) throw new NotFoundError('tenant not found');
     const key = await kms.unwrapKey(kekName(tenantId), row.wrapped, wrapAad(tenantId, keyId, row.purpose as Purpose));
     try {
-      await audit(tenantId, { keyId, purpose: row.purpose, kekVersion: wrappedKeyVersion(row.wrapped) });
+      await audit(tenantId, { keyId, purpose: row.purpose, kekVersion: wrappedKeyVersion(row.wrapped) }, caller);
     } catch (error) {
       key.fill(0);
       throw error;
@@ -69,16 +74,19 @@ export function dataKeyUnwrapper(db: Core['db'], kms: Kms, audit: (tenantId: str
   };
 }
 
-export function tenantDataKey(core: Core, tenantId: string): Promise<DataKey> {
-  return tenantDataKeyById(core, tenantId, DATA_KEY_ID);
+/** The data key the tenant encrypts new data under, fetched in the name of `caller`. */
+export async function tenantDataKey(core: Core, tenantId: string, caller: Actor): Promise<DataKey> {
+  const keyId = core.currentDataKeys.getSync(tenantId) ?? (await core.currentDataKeys.get(tenantId));
+  if (keyId === null) throw new NotFoundError('tenant not found');
+  return tenantDataKeyById(core, tenantId, keyId, caller);
 }
 
 /**
  * The keyring lends its buffers and zero-fills them on eviction; requests hold a key across awaits
  * (until their batch commits), so they take a copy of 32 bytes.
  */
-export async function tenantDataKeyById(core: Core, tenantId: string, keyId: number): Promise<DataKey> {
-  const lent = core.keyring.getSync(tenantId, keyId) ?? (await core.keyring.get(tenantId, keyId));
+export async function tenantDataKeyById(core: Core, tenantId: string, keyId: number, caller: Actor): Promise<DataKey> {
+  const lent = core.keyring.getSync(tenantId, keyId) ?? (await core.keyring.get(tenantId, keyId, caller));
   return { id: keyId, key: Buffer.from(lent) };
 }
 
@@ -86,8 +94,8 @@ export async function tenantDataKeyById(core: Core, tenantId: string, keyId: num
  * The keys of a collection, derived from the tenant's index key: one hashes record ids, one per
  * field makes blind-index tokens. Derivations are cached with the index key in the keyring.
  */
-export async function collectionKeys(core: Core, tenantId: string, collection: string) {
-  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID);
+export async function collectionKeys(core: Core, tenantId: string, collection: string, caller: Actor) {
+  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID, caller);
   const derive = (field: string) =>
     core.keyring.derivedSync(tenantId, INDEX_KEY_ID, `${collection}\u0000${field}`, (key) => deriveIndexKey(key, collection, field)) ??
     deriveIndexKey(root, collection, field);
@@ -100,7 +108,7 @@ export async function collectionKeys(core: Core, tenantId: string, collection: s
 }
 
 /** The key under which member e-mail addresses are hashed, so an invitation is found without decrypting. */
-export async function memberEmailKey(core: Core, tenantId: string): Promise<Buffer> {
-  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID);
+export async function memberEmailKey(core: Core, tenantId: string, caller: Actor): Promise<Buffer> {
+  const { key: root } = await tenantDataKeyById(core, tenantId, INDEX_KEY_ID, caller);
   return deriveIndexKey(root, '$members', 'email');
 }

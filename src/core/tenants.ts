@@ -1,9 +1,9 @@
 import { BadRequestError, NotFoundError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
 import type { TenantsTable } from '../store/db/tables.js';
-import type { Core, Principal, RequestMeta } from './context.js';
+import type { Actor, Core, Principal, RequestMeta } from './context.js';
 import { insertApiKey, type NewApiKey } from './api-keys.js';
-import { auditInTx, auditRead, plainTarget, type Actor } from './audit-events.js';
+import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { newTenantId } from './ids.js';
 import { createTenantKeys, insertTenantKeys, kekName } from './tenant-keys.js';
 

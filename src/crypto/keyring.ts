@@ -1,14 +1,14 @@
 import { StrongroomError } from '../errors.js';
 
-export interface KeyringOptions {
+export interface KeyringOptions<Caller> {
   /** How long an unwrapped data key stays usable without asking the KMS again. */
   ttlMs: number;
   /** Past this many keys, the least recently used one is dropped. */
   maxEntries: number;
   /** Milliseconds, like Date.now; injected by tests. */
   clock?: () => number;
-  /** Unwraps a tenant's data key through the KMS (and audits that use). */
-  unwrap: (tenantId: string, keyId: number) => Promise<Buffer>;
+  /** Unwraps a tenant's data key through the KMS and audits that use in the name of `caller`. */
+  unwrap: (tenantId: string, keyId: number, caller: Caller) => Promise<Buffer>;
 }
 
 interface InFlightUnwrap {
@@ -33,20 +33,20 @@ interface CachedKey {
  * zero-fill the keys they drop (shutdown, crypto-shredding), and sealRecord refuses an all-zero key,
  * so a key held across an await fails loudly rather than encrypting under zeros.
  *
- * @example const key = keyring.getSync(tenant, keyId) ?? (await keyring.get(tenant, keyId));
+ * @example const key = keyring.getSync(tenant, keyId) ?? (await keyring.get(tenant, keyId, caller));
  */
-export class Keyring {
+export class Keyring<Caller> {
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly clock: () => number;
-  private readonly unwrap: (tenantId: string, keyId: number) => Promise<Buffer>;
+  private readonly unwrap: (tenantId: string, keyId: number, caller: Caller) => Promise<Buffer>;
   /** Map order is recency order: a hit moves the entry to the end, eviction takes from the front. */
   private readonly cached = new Map<string, CachedKey>();
   private readonly pending = new Map<string, InFlightUnwrap>();
   /** Lookups answered from the cache, and those that went to the KMS: the hit rate is a metric. */
   readonly stats = { hits: 0, misses: 0 };
 
-  constructor(options: KeyringOptions) {
+  constructor(options: KeyringOptions<Caller>) {
     if (!(options.ttlMs > 0) || !Number.isInteger(options.maxEntries) || options.maxEntries < 1) {
       throw new StrongroomError('internal', 'a keyring needs ttlMs > 0 and maxEntries ≥ 1');
     }
@@ -93,8 +93,11 @@ export class Keyring {
     return derived;
   }
 
-  /** The key from the cache, or unwrapped through the KMS once however many callers ask at the same time. */
-  get(tenantId: string, keyId: number): Promise<Buffer> {
+  /**
+   * The key from the cache, or unwrapped through the KMS once however many callers ask at the same
+   * time; the unwrap is done (and audited) in the name of the caller that missed first.
+   */
+  get(tenantId: string, keyId: number, caller: Caller): Promise<Buffer> {
     const hit = this.getSync(tenantId, keyId);
     if (hit !== undefined) {
       return Promise.resolve(hit);
@@ -108,7 +111,7 @@ export class Keyring {
     // Registered before unwrap starts, so even a synchronous throw finds and removes its own entry.
     const inFlight: InFlightUnwrap = { tenantId, promise: undefined };
     this.pending.set(slot, inFlight);
-    const promise = this.unwrapAndCache(slot, inFlight, keyId);
+    const promise = this.unwrapAndCache(slot, inFlight, keyId, caller);
     inFlight.promise = promise;
     return promise;
   }
@@ -137,10 +140,10 @@ export class Keyring {
     this.pending.clear();
   }
 
-  private async unwrapAndCache(slot: string, inFlight: InFlightUnwrap, keyId: number): Promise<Buffer> {
+  private async unwrapAndCache(slot: string, inFlight: InFlightUnwrap, keyId: number, caller: Caller): Promise<Buffer> {
     let key: Buffer;
     try {
-      key = await this.unwrap(inFlight.tenantId, keyId);
+      key = await this.unwrap(inFlight.tenantId, keyId, caller);
     } catch (error) {
       // Failures are not cached: the next get asks the KMS again.
       this.release(slot, inFlight);

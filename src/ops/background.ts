@@ -1,7 +1,9 @@
 import type { Config } from '../config/schema.js';
 import { expireGrants } from '../core/access-requests.js';
 import type { Core } from '../core/context.js';
-import { jobProgress, REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
+import { reencryptAll, rotateDueDataKeys } from '../core/data-key-rotation.js';
+import { jobProgress } from '../core/job-progress.js';
+import { REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
 import { kekName } from '../core/tenant-keys.js';
 import { auditedSecretStore } from '../core/open-core.js';
 import { SYSTEM_SECRETS_KEY } from '../secrets/store.js';
@@ -37,6 +39,23 @@ export function backgroundJobs(config: Config): Job[] {
       run: async (core) => `${await core.kms.destroyDueVersions()} key versions destroyed`,
     },
   ];
+  jobs.push({
+    // Re-encryption after a data-key rotation, carried on until every rotated-out key is retired.
+    name: 'keys.reencrypt',
+    everyMs: 10 * MINUTE,
+    run: async (core) => `${await reencryptAll(core, reencryptOptions(config))} rows re-encrypted`,
+  });
+  if (config.keys.dataKeyRotationDays > 0) {
+    const maxAgeMs = config.keys.dataKeyRotationDays * DAY;
+    jobs.push({
+      name: 'keys.rotate-data-due',
+      everyMs: 6 * HOUR,
+      run: async (core) => {
+        const rotated = await rotateDueDataKeys(core, maxAgeMs);
+        return `${rotated.length} data keys rotated; ${rotated.length > 0 ? await reencryptAll(core, reencryptOptions(config)) : 0} rows re-encrypted`;
+      },
+    });
+  }
   const days = config.keys.kekRotationDays;
   if (days > 0) {
     jobs.push({
@@ -47,6 +66,8 @@ export function backgroundJobs(config: Config): Job[] {
   }
   return jobs;
 }
+
+const reencryptOptions = (config: Config) => ({ batchRows: config.keys.reencryptBatchRows, pauseMs: config.keys.reencryptPauseMs });
 
 /** Rotates every KEK whose primary version is older than `maxAgeMs`, then re-wraps what they wrap. */
 async function rotateDue(core: Core, config: Config, maxAgeMs: number): Promise<string> {

@@ -90,7 +90,7 @@ for (const driver of DRIVERS) {
       assert.equal(declared.status, 201, declared.text);
       const put = await h.call('PUT', `${records}/${TARGET}`, { key, body: TARGET_DATA });
       assert.equal(put.status, 201, put.text);
-      targetKey = recordKeyFor((await collectionKeys(h.core, tenantId, COLLECTION)).idKey, TARGET);
+      targetKey = recordKeyFor((await collectionKeys(h.core, tenantId, COLLECTION, { kind: 'system', name: 'test' })).idKey, TARGET);
       raw = new Agent({ connect: { ca: h.ca, servername: 'localhost' } });
     });
     after(async () => {

@@ -241,6 +241,13 @@ const systemChain: Migration = {
   },
 };
 
+/** A data key is retired once nothing but immutable history (audit targets, the change log) is sealed under it. */
+const dataKeyRetirement: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('data_keys').addColumn('retired_at', 'bigint').execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -250,5 +257,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0005_job_runs': jobRuns,
     '0006_job_schedule': jobSchedule,
     '0007_system_chain': systemChain,
+    '0008_data_key_retirement': dataKeyRetirement,
   };
 }

@@ -27,6 +27,8 @@ export interface DataKeysTable {
   purpose: string;
   wrapped: Buffer;
   created_at: number;
+  /** Set once no mutable row is sealed under this data key any more (after a rotation). */
+  retired_at: number | null;
 }
 
 export interface MembersTable {
