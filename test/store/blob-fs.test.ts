@@ -2,22 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { BadRequestError, NotFoundError } from '../../src/errors.js';
 import { openFsBlobStore } from '../../src/store/blob/fs.js';
+import { bodyOf, bytesOf, failingBody } from '../support/blob-fixtures.js';
 import { tempDirs } from '../support/cli-process.js';
 
 const tempDir = tempDirs('strongroom-blob-fs-');
-
-async function bytesOf(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of stream) parts.push(chunk as Buffer);
-  return Buffer.concat(parts);
-}
-
-/** A body in uneven chunks, as it would arrive from a request. */
-const bodyOf = (data: Buffer) => Readable.from([data.subarray(0, 7), data.subarray(7, 70_000), data.subarray(70_000)].filter((c) => c.length > 0));
 
 test('objects round-trip with their size and SHA-256, read whole or by range; files are private', async () => {
   const root = tempDir();
@@ -50,13 +41,7 @@ test('an overwrite replaces the whole object; delete is idempotent; missing obje
 test('a body that fails midway leaves neither an object nor a temporary file', async () => {
   const root = tempDir();
   const store = openFsBlobStore(root);
-  const failing = Readable.from(
-    (function* () {
-      yield randomBytes(100_000);
-      throw new Error('the client went away');
-    })(),
-  );
-  await assert.rejects(store.put('t_a/broken', failing), /the client went away/);
+  await assert.rejects(store.put('t_a/broken', failingBody(randomBytes(100_000))), /the client went away/);
   assert.equal(await store.head('t_a/broken'), null);
   assert.deepEqual(readdirSync(join(root, 't_a')), []);
 });
