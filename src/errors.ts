@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'conflict'
   | 'precondition_failed'
   | 'payload_too_large'
+  | 'range_not_satisfiable'
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'unavailable'
@@ -74,6 +75,13 @@ export class PreconditionFailedError extends StrongroomError {
 export class PayloadTooLargeError extends StrongroomError {
   constructor(message: string) {
     super('payload_too_large', message);
+  }
+}
+
+/** A Range header that asks for bytes the file does not have. */
+export class RangeNotSatisfiableError extends StrongroomError {
+  constructor(readonly size: number) {
+    super('range_not_satisfiable', `the file has ${size} bytes`);
   }
 }
 

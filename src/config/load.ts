@@ -154,6 +154,21 @@ function checkConsistency(config: Config): void {
   if (config.kms.pkcs11.pin !== null && SECRET_REF.test(config.kms.pkcs11.pin)) {
     throw new ConfigError('kms.pkcs11.pin', 'cannot be a secret:NAME reference, since the KMS it opens seals the secrets; set STRONGROOM_KMS__PKCS11__PIN');
   }
+  for (const side of ['primary', 'replica'] as const) {
+    const backend = config.blobs[side];
+    if (backend.kind === 's3' && backend.s3.bucket === null) throw new ConfigError(`blobs.${side}.s3.bucket`, 'is required for an s3 backend');
+    if ((backend.s3.accessKeyId === null) !== (backend.s3.secretAccessKey === null)) {
+      throw new ConfigError(`blobs.${side}.s3.secretAccessKey`, 'goes with blobs.' + side + '.s3.accessKeyId: set both, or neither for the default credential chain');
+    }
+  }
+  const { primary, replica } = config.blobs;
+  const samePlace =
+    primary.kind === 'fs'
+      ? primary.path !== null && primary.path === replica.path
+      : primary.s3.bucket === replica.s3.bucket && primary.s3.endpoint === replica.s3.endpoint && primary.s3.prefix === replica.s3.prefix;
+  if (primary.kind === replica.kind && samePlace) {
+    throw new ConfigError('blobs.replica', 'is the same place as blobs.primary: a replica must be a second folder, disk, bucket or region');
+  }
   const trusted = new Set(oidc.issuers.map((i) => i.issuer));
   if (firebase.projectId) trusted.add(`https://securetoken.google.com/${firebase.projectId}`);
   config.operators.identities.forEach((identity, i) => {
@@ -178,6 +193,11 @@ function resolvePaths(config: Config): Config {
       sqlite: { file: inData(config.database.sqlite.file, 'strongroom.db') },
     },
     secrets: { file: inData(config.secrets.file, 'secrets.json') },
+    blobs: {
+      ...config.blobs,
+      primary: { ...config.blobs.primary, path: inData(config.blobs.primary.path, 'blobs/primary') },
+      replica: { ...config.blobs.replica, path: inData(config.blobs.replica.path, 'blobs/replica') },
+    },
     kms: {
       ...config.kms,
       local: {

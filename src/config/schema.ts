@@ -14,6 +14,26 @@ export const DEFAULT_MFA_AMR_VALUES = ['mfa', 'otp', 'hwk', 'swk', 'sms', 'totp'
 
 const OperatorRole = Type.Union([Type.Literal('sre'), Type.Literal('security'), Type.Literal('support')]);
 
+/** One blob backend: a local folder (default: under the data directory) or a bucket through the S3 API. */
+const BlobBackend = () =>
+  Obj({
+    kind: Type.Union([Type.Literal('fs'), Type.Literal('s3')], { default: 'fs' }),
+    /** For `fs`: the folder; default `<dataDir>/blobs/primary` or `…/replica`. */
+    path: Path,
+    s3: Obj({
+      bucket: Type.Union([Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' }), Type.Null()], { default: null }),
+      region: Type.String({ minLength: 1, default: 'us-east-1' }),
+      /** null: AWS; else e.g. `https://storage.googleapis.com` (GCS), a MinIO or R2 URL. */
+      endpoint: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], { default: null }),
+      forcePathStyle: Type.Boolean({ default: false }),
+      /** Prepended to every object key, e.g. `strongroom/`. */
+      prefix: Type.String({ pattern: '^([a-z0-9][a-z0-9_-]*/)*$', default: '' }),
+      /** null: the SDK's default credential chain (instance role, environment). */
+      accessKeyId: Secret(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+      secretAccessKey: Secret(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+    }),
+  });
+
 export const ConfigSchema = Obj({
   /** `production` refuses settings meant only for development, such as the Firebase Auth emulator. */
   mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
@@ -146,6 +166,23 @@ export const ConfigSchema = Obj({
     /** Re-encryption works in transactions of this many rows, pausing between them. */
     reencryptBatchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 500 }),
     reencryptPauseMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 50 }),
+  }),
+  files: Obj({
+    /** Largest upload, in bytes (413 above it). */
+    maxBytes: Type.Integer({ minimum: 1024, maximum: 5 * 1024 ** 4, default: 5 * 1024 ** 3 }),
+    /** Non-current versions and deleted files (and non-current record versions) are kept this long, then removed. */
+    retentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+    /** The longest lifetime the API gives a signed download URL. */
+    signedUrlMaxSeconds: Type.Integer({ minimum: 1, maximum: 300, default: 300 }),
+  }),
+  /** Where file ciphertext is kept: every object on a primary and a replica. */
+  blobs: Obj({
+    primary: BlobBackend(),
+    replica: BlobBackend(),
+    /** `all`: an upload succeeds only once both copies are stored (503 otherwise); `primary`: a missed replica copy is queued for repair. */
+    writePolicy: Type.Union([Type.Literal('all'), Type.Literal('primary')], { default: 'all' }),
+    /** How often every stored object is read back on both sides and its checksum verified; 0: never. */
+    scrubIntervalHours: Type.Integer({ minimum: 0, maximum: 24 * 365, default: 24 }),
   }),
   records: Obj({
     maxRecordBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),

@@ -1,6 +1,7 @@
 import type { Keyring } from '../crypto/keyring.js';
 import type { Kms } from '../kms/kms.js';
 import type { GroupCommitter } from '../store/db/group-commit.js';
+import type { ReplicatedBlobStore } from '../store/blob/replicated.js';
 import type { Database } from '../store/db/open.js';
 import type { CurrentDataKeys } from './current-data-keys.js';
 
@@ -9,6 +10,12 @@ export interface CoreLimits {
   maxIndexedFields: number;
   defaultPageSize: number;
   maxPageSize: number;
+}
+
+export interface FileSettings {
+  maxBytes: number;
+  retentionMs: number;
+  signedUrlMaxSeconds: number;
 }
 
 /** Everything the domain operations need, injected so tests control the clock. */
@@ -21,6 +28,9 @@ export interface Core {
   /** Which data key each tenant encrypts new data under. */
   currentDataKeys: CurrentDataKeys;
   limits: CoreLimits;
+  /** File ciphertext, on a primary and a replica. */
+  blobs: ReplicatedBlobStore;
+  files: FileSettings;
   now: () => number;
 }
 

@@ -9,6 +9,8 @@ import type { Actor, Core } from './context.js';
 import { CurrentDataKeys } from './current-data-keys.js';
 import { auditKeyUse, auditSystemKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
+import { queueRepair } from './files/blob-repairs.js';
+import { openBlobs } from '../store/blob/index.js';
 
 export function databaseOptions(config: Config): DatabaseOptions {
   const { database } = config;
@@ -43,6 +45,7 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     clock: now,
     unwrap: dataKeyUnwrapper(db, kms, (tenantId, use, caller) => auditKeyUse(core, tenantId, use, caller)),
   });
+  const blobs = await openBlobs(config.blobs, (miss) => queueRepair(core, miss));
   const currentDataKeys = new CurrentDataKeys(db, config.keys.dataKeyCacheSeconds * 1000, config.keys.dataKeyCacheEntries, now);
   const core: Core & { close(): Promise<void> } = {
     db,
@@ -51,6 +54,8 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     currentDataKeys,
     committer,
     limits: config.records,
+    blobs,
+    files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * 86_400_000, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
     now,
     async close() {
       await committer.close();

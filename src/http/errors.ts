@@ -13,6 +13,7 @@ const STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   precondition_failed: 412,
   payload_too_large: 413,
+  range_not_satisfiable: 416,
   unsupported_media_type: 415,
   rate_limited: 429,
   unavailable: 503,
@@ -30,6 +31,7 @@ const CODE_FOR_STATUS: Record<number, ErrorCode> = {
   409: 'conflict',
   412: 'precondition_failed',
   413: 'payload_too_large',
+  416: 'range_not_satisfiable',
   415: 'unsupported_media_type',
   429: 'rate_limited',
   503: 'unavailable',
@@ -48,7 +50,12 @@ function classify(error: FastifyError | StrongroomError): { status: number; code
   if (error instanceof StrongroomError) {
     const status = STATUS[error.code];
     // Our own 5xx messages may name infrastructure (a token, a host): the caller learns only what to do.
-    const hidden = status === 503 ? 'a service this request needs is unavailable; retry later' : 'internal error';
+    const hidden =
+      status === 503
+        ? 'a service this request needs is unavailable; retry later'
+        : error.code === 'integrity'
+          ? 'stored data failed its integrity check; nothing of it was returned'
+          : 'internal error';
     return { status, code: error.code, message: status >= 500 ? hidden : error.message };
   }
   if (isDatabaseUnavailable(error)) {

@@ -28,6 +28,8 @@ export const POLICY = {
   'tenant.update': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
   'records.read': { scope: 'read', roles: EVERY_ROLE, operators: [], grants: ['read', 'read-write'] },
   'records.write': { scope: 'write', roles: WRITERS, operators: [], grants: ['read-write'] },
+  'files.read': { scope: 'read', roles: EVERY_ROLE, operators: [], grants: ['read', 'read-write'] },
+  'files.write': { scope: 'write', roles: WRITERS, operators: [], grants: ['read-write'] },
   'collections.write': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
   'api_keys.manage': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
   'members.read': { scope: 'read', roles: EVERY_ROLE, operators: [], grants: [] },

@@ -108,6 +108,7 @@ describe('the authorization matrix', () => {
     }
     assert.equal((await h.call('PUT', `${base}/collections/notes`, { key: t.apiKey, body: { indexes: [] } })).status, 201);
     assert.equal((await h.call('PUT', `${base}/collections/notes/records/n1`, { key: t.apiKey, body: { text: 'x' } })).status, 201);
+    assert.equal((await h.call('PUT', `${base}/files/docs/f.txt`, { key: t.apiKey, rawBody: 'file', headers: { 'content-type': 'text/plain' } })).status, 201);
     return { tenantId: t.tenantId, adminKey: t.apiKey, keys, owner: owner! };
   }
 
@@ -159,6 +160,12 @@ describe('the authorization matrix', () => {
     return { params: { collection: 'notes', id } };
   };
   const existingRecord = async () => ({ params: { collection: 'notes', id: 'n1' } });
+  const existingFile = async () => ({ params: { '*': 'docs/f.txt' } });
+  const freshFile = async (t: Tenant) => {
+    const path = `docs/${unique()}.txt`;
+    await h.call('PUT', `/v1/tenants/${t.tenantId}/files/${path}`, { key: t.adminKey, rawBody: 'to delete', headers: { 'content-type': 'text/plain' } });
+    return { params: { '*': path } };
+  };
   const decision = (verb: string) => async (t: Tenant, caller: Caller) => ({ params: { requestId: await accessRequestFor(t, caller, verb) } });
   const FIXTURES: Record<string, Fixture> = {
     'GET /v1/ops/tenants': async () => ({}),
@@ -176,6 +183,13 @@ describe('the authorization matrix', () => {
     'DELETE /v1/tenants/:tenantId/collections/:collection/records/:id': freshRecord,
     'GET /v1/tenants/:tenantId/collections/:collection/records/:id/versions': existingRecord,
     'GET /v1/tenants/:tenantId/collections/:collection/records': async () => ({ params: { collection: 'notes' } }),
+    'PUT /v1/tenants/:tenantId/files/*': async () => ({ params: { '*': 'docs/f.txt' }, body: { text: 'y' } }),
+    'GET /v1/tenants/:tenantId/files/*': existingFile,
+    'DELETE /v1/tenants/:tenantId/files/*': freshFile,
+    'GET /v1/tenants/:tenantId/files': async () => ({}),
+    'GET /v1/tenants/:tenantId/file-versions/*': existingFile,
+    'POST /v1/tenants/:tenantId/file-versions/*': async () => ({ params: { '*': 'docs/f.txt' }, body: {} }),
+    'POST /v1/tenants/:tenantId/signed-urls/*': async () => ({ params: { '*': 'docs/f.txt' }, body: {} }),
     'GET /v1/tenants/:tenantId/audit': async () => ({}),
     'POST /v1/tenants/:tenantId/access-requests': async () => ({ body: { reason: 'matrix', ticket: 'M-4', scope: 'read', durationMinutes: 5 } }),
     'GET /v1/tenants/:tenantId/access-requests': async () => ({}),
@@ -217,10 +231,14 @@ describe('the authorization matrix', () => {
   test('the route table holds every route of the OpenAPI document, each with an action of the policy table', async () => {
     const doc = await h.call('GET', '/v1/openapi.json');
     const documented = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
-      Object.keys(item).map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+      Object.keys(item).map((method) => `${method.toUpperCase()} ${path.replace('{*}', '*').replace(/\{(\w+)\}/g, ':$1')}`),
     );
+    // The one route without a bearer credential: the signed token in its path is the authorization.
+    const unauthenticated = ['GET /v1/signed/:token'];
+    for (const route of unauthenticated) assert.ok(documented.includes(route), route);
     const table = h.server.app.routeTable.map((r) => `${r.method} ${r.url}`);
-    assert.deepEqual([...documented].sort(), [...table].sort());
+    // HEAD routes authorize like their GET (same action), and are left out of the table.
+    assert.deepEqual(documented.filter((r) => !unauthenticated.includes(r) && !r.startsWith('HEAD ')).sort(), [...table].sort());
     for (const route of h.server.app.routeTable) assert.ok(Object.hasOwn(POLICY, route.action), `${route.method} ${route.url}: ${route.action}`);
   });
 
@@ -238,7 +256,9 @@ describe('the authorization matrix', () => {
           await ensureGrants();
           const target = place === 'foreign' ? b : a;
           const { params = {}, body } = await fixture(target, caller);
-          const path = route.url.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(name === 'tenantId' ? target.tenantId : params[name]!));
+          const path = route.url
+            .replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(name === 'tenantId' ? target.tenantId : params[name]!))
+            .replace('*', () => params['*']!);
           const bearer = await credential(caller);
           const res = await h.call(route.method, path, { ...(bearer ? { key: bearer } : {}), ...(body === undefined ? {} : { body }) });
           const want = expected(caller, rule, place);

@@ -52,18 +52,21 @@ export interface Response {
   text: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
+  /** The body as received, for binary downloads. */
+  bytes: Buffer;
 }
 
 /** Reads a whole response; `json` is undefined when the body is not JSON. */
 export async function readResponse(res: Dispatcher.ResponseData): Promise<Response> {
-  const text = await res.body.text();
+  const bytes = Buffer.from(await res.body.arrayBuffer());
+  const text = bytes.toString('utf8');
   let json: unknown;
   try {
     json = text ? JSON.parse(text) : undefined;
   } catch {
     json = undefined;
   }
-  return { status: res.statusCode, headers: res.headers, text, json };
+  return { status: res.statusCode, headers: res.headers, text, json, bytes };
 }
 
 export interface CallOptions {

@@ -10,6 +10,7 @@ import { accessRequestRoutes } from './access-requests.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
+import { fileRoutes, signedFileRoutes } from './files.js';
 import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
 import { tenantRoutes } from './tenants.js';
@@ -39,6 +40,8 @@ export function requireAction(routeTable: RouteAction[]) {
 export async function registerRoutes(app: FastifyInstance, opts: { core: Core; authenticator: Authenticator; routeTable: RouteAction[] }): Promise<void> {
   const { core, authenticator, routeTable } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  // Outside the authenticated scope: the signed token in the path is the credential.
+  await app.register(signedFileRoutes, { core });
   await app.register(async (api) => {
     api.addHook('onRoute', requireAction(routeTable));
     api.addHook('onRequest', async (request) => {
@@ -61,7 +64,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, auditRoutes, accessRequestRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, auditRoutes, accessRequestRoutes]) {
       await api.register(routes, { core });
     }
   });

@@ -248,6 +248,70 @@ const dataKeyRetirement: Migration = {
   },
 };
 
+/**
+ * Files: the current state per path, every version (a tombstone for a delete) with the blob that
+ * holds its ciphertext, folder tokens for listing by prefix, the replicas' repair queue, and the
+ * single-use signed URLs already used.
+ */
+function files(dialect: Dialect): Migration {
+  const bin = binary(dialect);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('files')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('path_key', bin, (c) => c.notNull())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .addColumn('deleted', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('files_pk', ['tenant_id', 'path_key'])
+        .execute();
+      await db.schema
+        .createTable('file_versions')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('path_key', bin, (c) => c.notNull())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('object_key', 'text')
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('stored_size', 'bigint', (c) => c.notNull())
+        .addColumn('stored_sha256', 'text')
+        .addColumn('meta_enc', bin, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('noncurrent_since', 'bigint')
+        .addPrimaryKeyConstraint('file_versions_pk', ['tenant_id', 'path_key', 'version'])
+        .execute();
+      await db.schema.createIndex('file_versions_object').on('file_versions').column('object_key').execute();
+      await db.schema.createIndex('file_versions_noncurrent').on('file_versions').column('noncurrent_since').execute();
+      await db.schema
+        .createTable('file_folders')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('folder_token', bin, (c) => c.notNull())
+        .addColumn('path_key', bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint('file_folders_pk', ['tenant_id', 'folder_token', 'path_key'])
+        .execute();
+      await db.schema
+        .createTable('blob_repairs')
+        .addColumn('object_key', 'text', (c) => c.notNull())
+        .addColumn('backend', 'text', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('enqueued_at', 'bigint', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addPrimaryKeyConstraint('blob_repairs_pk', ['object_key', 'backend', 'op'])
+        .execute();
+      await db.schema
+        .createTable('signed_url_uses')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('nonce', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('signed_url_uses_pk', ['tenant_id', 'nonce'])
+        .execute();
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -258,5 +322,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0006_job_schedule': jobSchedule,
     '0007_system_chain': systemChain,
     '0008_data_key_retirement': dataKeyRetirement,
+    '0009_files': files(dialect),
   };
 }

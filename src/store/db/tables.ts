@@ -150,6 +150,59 @@ export interface OutboxTable {
   next_attempt_at: number;
 }
 
+/** A file's current state; its name is only in the versions' sealed metadata. */
+export interface FilesTable {
+  tenant_id: string;
+  /** HMAC of the path under the tenant's index key. */
+  path_key: Buffer;
+  version: number;
+  deleted: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface FileVersionsTable {
+  tenant_id: string;
+  path_key: Buffer;
+  version: number;
+  op: string;
+  /** The blob with this version's ciphertext; null for a tombstone. An undelete points at an older version's blob. */
+  object_key: string | null;
+  /** Plaintext bytes. */
+  size: number;
+  /** Ciphertext bytes and their SHA-256 (hex), which the scrub verifies on every replica. */
+  stored_size: number;
+  stored_sha256: string | null;
+  /** Sealed JSON: path, content type, SHA-256 of the plaintext. */
+  meta_enc: Buffer;
+  created_at: number;
+  /** When a newer version (or a delete) superseded this one; retention counts from here. */
+  noncurrent_since: number | null;
+}
+
+/** A blind token for each folder above a file, so a prefix listing does not decrypt the whole tenant. */
+export interface FileFoldersTable {
+  tenant_id: string;
+  folder_token: Buffer;
+  path_key: Buffer;
+}
+
+/** A copy a replica missed (a put or a delete), until the repair job makes it. */
+export interface BlobRepairsTable {
+  object_key: string;
+  backend: string;
+  op: string;
+  enqueued_at: number;
+  attempts: number;
+  last_error: string | null;
+}
+
+export interface SignedUrlUsesTable {
+  tenant_id: string;
+  nonce: string;
+  expires_at: number;
+}
+
 export interface JobRunsTable {
   name: string;
   started_at: number;
@@ -185,5 +238,10 @@ export interface Tables {
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
   job_runs: JobRunsTable;
+  files: FilesTable;
+  file_versions: FileVersionsTable;
+  file_folders: FileFoldersTable;
+  blob_repairs: BlobRepairsTable;
+  signed_url_uses: SignedUrlUsesTable;
   job_schedule: JobScheduleTable;
 }
