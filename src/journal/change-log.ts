@@ -1,7 +1,7 @@
 import type { BatchState, Tx } from '../store/db/group-commit.js';
 import { advanceHead, tenantHead } from '../store/db/heads.js';
 
-export type ChangeOperation = 'collection.put' | 'record.put' | 'record.delete' | 'file.put' | 'file.delete';
+export type ChangeOperation = 'collection.put' | 'record.put' | 'record.delete' | 'record.expire' | 'file.put' | 'file.delete' | 'file.expire';
 
 /**
  * One change-log entry: enough to replay a tenant alone, in order, without the rest of the database.

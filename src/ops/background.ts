@@ -2,6 +2,9 @@ import type { Config } from '../config/schema.js';
 import { expireGrants } from '../core/access-requests.js';
 import type { Core } from '../core/context.js';
 import { reencryptAll, rotateDueDataKeys } from '../core/data-key-rotation.js';
+import { runRepairs, scrubAll } from '../core/files/blob-repairs.js';
+import { applyRetention } from '../core/files/retention.js';
+import { forgetExpiredUrlUses } from '../core/files/signed-urls.js';
 import { jobProgress } from '../core/job-progress.js';
 import { REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
 import { kekName } from '../core/tenant-keys.js';
@@ -39,6 +42,36 @@ export function backgroundJobs(config: Config): Job[] {
       run: async (core) => `${await core.kms.destroyDueVersions()} key versions destroyed`,
     },
   ];
+  jobs.push(
+    {
+      // Replica copies missed while a backend was down, made as soon as it is back.
+      name: 'blobs.repair',
+      everyMs: 30 * SECOND,
+      run: async (core) => {
+        const { repaired, pending } = await runRepairs(core);
+        return `${repaired} copies repaired, ${pending} pending`;
+      },
+    },
+    {
+      name: 'files.retention',
+      everyMs: HOUR,
+      run: async (core) => {
+        const r = await applyRetention(core);
+        const uses = await forgetExpiredUrlUses(core);
+        return `expired ${r.fileVersions} file versions, ${r.files} deleted files, ${r.recordVersions} record versions, ${r.records} deleted records; ${r.blobs} blobs and ${uses} used URL nonces removed`;
+      },
+    },
+  );
+  if (config.blobs.scrubIntervalHours > 0) {
+    jobs.push({
+      name: 'blobs.scrub',
+      everyMs: config.blobs.scrubIntervalHours * HOUR,
+      run: async (core) => {
+        const s = await scrubAll(core);
+        return `${s.objects} objects verified: ${s.repaired} copies repaired, ${s.unavailable} unavailable, ${s.unrecoverable} unrecoverable`;
+      },
+    });
+  }
   jobs.push({
     // Re-encryption after a data-key rotation, carried on until every rotated-out key is retired.
     name: 'keys.reencrypt',
