@@ -38,6 +38,14 @@ const KNOWN_ROUTES = [
   'POST /v1/tenants/{tenantId}/access-requests/{requestId}/deny',
   'POST /v1/tenants/{tenantId}/access-requests/{requestId}/break-glass',
   'POST /v1/tenants/{tenantId}/access-requests/{requestId}/revoke',
+  'PUT /v1/tenants/{tenantId}/files/{*}',
+  'GET /v1/tenants/{tenantId}/files/{*}',
+  'DELETE /v1/tenants/{tenantId}/files/{*}',
+  'GET /v1/tenants/{tenantId}/files',
+  'GET /v1/tenants/{tenantId}/file-versions/{*}',
+  'POST /v1/tenants/{tenantId}/file-versions/{*}',
+  'POST /v1/tenants/{tenantId}/signed-urls/{*}',
+  'GET /v1/signed/{token}',
   'GET /v1/ops/tenants',
 ];
 
@@ -52,6 +60,9 @@ const BODIES: Record<string, unknown> = {
   'PUT /v1/tenants/{tenantId}/collections/{collection}': { indexes: [] },
   'PUT /v1/tenants/{tenantId}/collections/{collection}/records/{id}': { overwrittenBy: 'tenant B' },
   'POST /v1/tenants/{tenantId}/access-requests': { reason: 'tenant B asks', ticket: 'B-1', scope: 'read', durationMinutes: 60 },
+  'PUT /v1/tenants/{tenantId}/files/{*}': { overwrittenBy: 'tenant B' },
+  'POST /v1/tenants/{tenantId}/file-versions/{*}': {},
+  'POST /v1/tenants/{tenantId}/signed-urls/{*}': {},
 };
 
 interface TenantFixture {
@@ -70,6 +81,10 @@ interface TenantFixture {
   /** An operator's request for access, whose reason only A's admins may read. */
   requestId: string;
   requestReason: string;
+  filePath: string;
+  fileBody: string;
+  /** A signed URL of A's file whose MAC was made up: the token route must refuse it to anyone. */
+  forgedToken: string;
 }
 
 interface Operation {
@@ -102,7 +117,17 @@ async function setUpTenant(h: Harness, label: string, collection: string, shared
     durationMinutes: 30,
     breakGlass: false,
   });
+  const filePath = `docs/${marker(`${label}-file`)}.txt`;
+  const fileBody = marker(`${label}-file-body`);
+  ok(await h.call('PUT', `${base}/files/${filePath}`, { key: t.apiKey, rawBody: fileBody, headers: { 'content-type': 'text/plain' } }), 201);
+  const signed = await h.call('POST', `${base}/signed-urls/${filePath}`, { key: t.apiKey, body: {} });
+  ok(signed, 201);
+  const token = new URL(signed.json.url as string).pathname.split('/').pop()!;
+  const forgedToken = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(43)}`;
   return {
+    filePath,
+    fileBody,
+    forgedToken,
     tenantId: t.tenantId,
     name,
     apiKey: t.apiKey,
@@ -137,6 +162,8 @@ async function snapshot(h: Harness, a: TenantFixture) {
     byEmail: await get(`${rec}?where.email=${encodeURIComponent(a.body.email as string)}`),
     apiKeys: await get(`${base}/api-keys`),
     members: await get(`${base}/members`),
+    file: (await h.call('GET', `${base}/files/${a.filePath}`, { key: a.apiKey })).text,
+    fileVersions: await get(`${base}/file-versions/${a.filePath}`),
   };
 }
 
@@ -169,6 +196,8 @@ for (const driver of DRIVERS) {
       operations = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([template, item]) =>
         METHODS.filter((m) => item[m] !== undefined).map((m) => ({ method: m.toUpperCase(), template })),
       );
+      // The OpenAPI document leaves HEAD routes out.
+      operations.push({ method: 'HEAD', template: '/v1/tenants/{tenantId}/files/{*}' });
       aBefore = await snapshot(h, a);
       aRowsBefore = await tenantRowCounts(h, a.tenantId);
     });
@@ -193,6 +222,8 @@ for (const driver of DRIVERS) {
       a.body.email as string,
       a.body.secret as string,
       (a.body.list as string[])[0]!,
+      a.filePath,
+      a.fileBody,
     ];
 
     /** A's path for a route template, filled with the real ids of A's objects. */
@@ -205,10 +236,12 @@ for (const driver of DRIVERS) {
           keyId: a.keyId,
           memberId: a.memberId,
           requestId: a.requestId,
+          '*': a.filePath,
+          token: a.forgedToken,
         };
         const value = values[name];
         assert.ok(value !== undefined, `no value of tenant A for the path parameter {${name}} of ${template}: teach this test`);
-        return encodeURIComponent(value);
+        return name === '*' ? value : encodeURIComponent(value);
       });
 
     for (const role of ['admin', 'write', 'read'] as const) {
@@ -223,7 +256,7 @@ for (const driver of DRIVERS) {
           for (const path of paths) {
             const res = await h.call(method, path, { key: bKeys[role], body: BODIES[route] });
             assert.ok([403, 404].includes(res.status), `${route} (${path}) with B's ${role} key: ${res.status} ${res.text}`);
-            assert.equal(typeof res.json?.error?.code, 'string', `${route}: the JSON error shape`);
+            if (method !== 'HEAD') assert.equal(typeof res.json?.error?.code, 'string', `${route}: the JSON error shape`);
             assert.equal(res.headers.etag, undefined, `${route}: no ETag of A's record`);
             const leaked = secretsOfA().filter((s) => res.text.includes(s) || JSON.stringify(res.headers).includes(s));
             assert.deepEqual(leaked, [], `${route} (${path}) answered B with A's data`);
@@ -235,7 +268,8 @@ for (const driver of DRIVERS) {
     test('without a credential every route of tenant A answers 401 with nothing of A', async () => {
       for (const { method, template } of operations) {
         const res = await h.call(method, pathOfA(template), { body: BODIES[`${method} ${template}`] });
-        assert.equal(res.status, 401, `${method} ${template}: ${res.text}`);
+        // The signed route takes no credential: a forged token is refused as forbidden.
+        assert.equal(res.status, template === '/v1/signed/{token}' ? 403 : 401, `${method} ${template}: ${res.text}`);
         assert.deepEqual(secretsOfA().filter((s) => res.text.includes(s)), []);
       }
     });

@@ -70,7 +70,7 @@ test('options that would expose objects or credentials, or break S3 rules, are r
   assert.ok(await openS3BlobStore({ ...good, endpoint: 'https://storage.googleapis.com', region: 'auto', prefix: 'strongroom/v1.blobs/' }));
 });
 
-test('objects round-trip with their size and SHA-256, in one PUT or across part boundaries, with the SHA-256 as metadata', async () => {
+test('objects round-trip with their size and SHA-256, in one PUT (with the SHA-256 as metadata) or across part boundaries', async () => {
   const store = await storeOf('round-trip');
   for (const size of [0, 1, PART, PART + 1, 2 * PART + 3]) {
     const data = randomBytes(size);
@@ -78,7 +78,7 @@ test('objects round-trip with their size and SHA-256, in one PUT or across part 
     assert.deepEqual(stored, { size, sha256: sha256(data) }, `size ${size}`);
     assert.deepEqual(await bytesOf(await store.get(`t_a/o${size}`)), data, `size ${size}`);
     assert.deepEqual(await store.head(`t_a/o${size}`), { size });
-    assert.equal(storedMetadata('round-trip', `t_a/o${size}`)['x-amz-meta-sha256'], sha256(data), `size ${size}`);
+    if (size <= PART) assert.equal(storedMetadata('round-trip', `t_a/o${size}`)['x-amz-meta-sha256'], sha256(data), `size ${size}`);
   }
 });
 

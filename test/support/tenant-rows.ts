@@ -15,6 +15,10 @@ export const TENANT_TABLES = [
   'data_keys',
   'access_requests',
   'outbox',
+  'files',
+  'file_versions',
+  'file_folders',
+  'signed_url_uses',
 ] as const;
 
 export type TenantRowCounts = Record<(typeof TENANT_TABLES)[number], number>;

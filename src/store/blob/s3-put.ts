@@ -1,15 +1,13 @@
-import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import { IntegrityError, PayloadTooLargeError } from '../../errors.js';
+import { IntegrityError } from '../../errors.js';
 import type { StoredObject } from './blob-store.js';
 import { BodyDigests, type Digests } from './s3-digests.js';
 import { s3CallError } from './s3-errors.js';
 
-/** The largest object CopyObject can rewrite in one call, which a multipart put needs (see below). */
-const MAX_OBJECT_BYTES = 5 * 1024 ** 3;
-/** Parts in flight at once. With 8 MiB parts a put holds about 100 MiB of buffers, whatever the body's length (measured up to 1 GiB). */
-const QUEUE_SIZE = 4;
+/** Parts in flight at once: with 8 MiB parts a put holds a few tens of MiB of buffers, whatever the body's length. */
+const QUEUE_SIZE = 2;
 const MD5_ETAG = /^[0-9a-f]{32}(-\d+)?$/;
 
 export interface PutTarget {
@@ -24,8 +22,8 @@ export interface PutTarget {
 
 /**
  * Streams `body` to the object and checks what the service stored. A body of at most one part goes
- * in one PUT with Content-MD5 and the SHA-256 as metadata; a longer one in a multipart upload, whose
- * metadata can only be set at its start, before the SHA-256 is known: a copy onto itself adds it.
+ * in one PUT with Content-MD5 and the SHA-256 as metadata; a longer one in a multipart upload (whose
+ * metadata is set before the SHA-256 is known, so it has none: the database keeps every digest).
  * A failing body or service call aborts the multipart upload, so no object appears. When the stored
  * size or ETag does not match the body, the put fails with IntegrityError and the object stays as
  * stored: deleting it could remove a concurrent writer's object, and no caller records a failed put.
@@ -38,7 +36,6 @@ export async function putObject(target: PutTarget, body: Readable): Promise<Stor
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         digests.update(chunk);
-        if (digests.size > MAX_OBJECT_BYTES) throw new PayloadTooLargeError(`an S3 object holds at most ${MAX_OBJECT_BYTES} bytes`);
         yield chunk;
       }
     } catch (error) {
@@ -78,18 +75,7 @@ export async function putObject(target: PutTarget, body: Readable): Promise<Stor
     const stored = digests.finish();
     operation = 'HeadObject';
     // s3rver reports the MD5 of the whole object for a multipart upload too.
-    const etag = await checkStored(target, stored, [stored.multipartEtag, stored.md5.toString('hex')]);
-    operation = 'CopyObject';
-    await client.send(
-      new CopyObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        CopySource: encodeURI(`${bucket}/${key}`),
-        CopySourceIfMatch: etag,
-        MetadataDirective: 'REPLACE',
-        Metadata: { sha256: stored.sha256 },
-      }),
-    );
+    await checkStored(target, stored, [stored.multipartEtag, stored.md5.toString('hex')]);
     return { size: stored.size, sha256: stored.sha256 };
   } catch (error) {
     // As pipeline would: what is left of the body is not wanted.
@@ -121,9 +107,9 @@ async function* resume(chunks: Buffer[], source: AsyncGenerator<Buffer>): AsyncG
 /**
  * HEADs the object: its size must be the body's, and its ETag one of `expected` where the ETag is an
  * MD5 at all: not under SSE-KMS or SSE-C, whose ETags are not MD5s of the data, and not in another
- * form (Cloud Storage's multipart ETags are not MD5-based). Returns the ETag.
+ * form (Cloud Storage's multipart ETags are not MD5-based).
  */
-async function checkStored(target: PutTarget, stored: Digests, expected: string[]): Promise<string> {
+async function checkStored(target: PutTarget, stored: Digests, expected: string[]): Promise<void> {
   const head = await target.client.send(new HeadObjectCommand({ Bucket: target.bucket, Key: target.objectKey }));
   if (head.ContentLength !== stored.size) {
     throw new IntegrityError(`${target.subject} holds ${head.ContentLength ?? 'an unknown number of'} bytes after a put of ${stored.size}`);
@@ -133,5 +119,4 @@ async function checkStored(target: PutTarget, stored: Digests, expected: string[
   if (!encrypted && MD5_ETAG.test(etag) && !expected.includes(etag)) {
     throw new IntegrityError(`${target.subject} has ETag ${etag}, not the MD5 of the bytes sent (${expected.join(' or ')})`);
   }
-  return head.ETag ?? '';
 }
