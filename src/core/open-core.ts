@@ -11,6 +11,7 @@ import { auditKeyUse, auditSystemKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
 import { queueRepair } from './files/blob-repairs.js';
 import { openBlobs } from '../store/blob/index.js';
+import type { ReplicatedBlobStore } from '../store/blob/replicated.js';
 
 export function databaseOptions(config: Config): DatabaseOptions {
   const { database } = config;
@@ -31,9 +32,16 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
   // Secrets are opened before the database (its URL may be one); their key uses are audited once it is open.
   const secretUses: SecretKeyUse[] = [];
   let db: Database;
+  let blobs: ReplicatedBlobStore;
   try {
     const store = openSecretStore({ file: config.secrets.file!, kms, now, audit: async (use) => void secretUses.push(use) });
-    db = await openDatabase(databaseOptions(await resolveSecrets(config, store)));
+    const resolved = await resolveSecrets(config, store);
+    db = await openDatabase(databaseOptions(resolved));
+    // Replica misses are queued in the database, through the core made below.
+    blobs = await openBlobs(resolved.blobs, (miss) => queueRepair(core, miss)).catch(async (error: unknown) => {
+      await db.close();
+      throw error;
+    });
   } catch (error) {
     await kms.close();
     throw error;
@@ -45,7 +53,6 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     clock: now,
     unwrap: dataKeyUnwrapper(db, kms, (tenantId, use, caller) => auditKeyUse(core, tenantId, use, caller)),
   });
-  const blobs = await openBlobs(config.blobs, (miss) => queueRepair(core, miss));
   const currentDataKeys = new CurrentDataKeys(db, config.keys.dataKeyCacheSeconds * 1000, config.keys.dataKeyCacheEntries, now);
   const core: Core & { close(): Promise<void> } = {
     db,

@@ -1,7 +1,8 @@
 import type { Config } from '../../config/schema.js';
+import { ConfigError } from '../../errors.js';
 import type { BlobStore } from './blob-store.js';
 import { openFsBlobStore } from './fs.js';
-import { assertBucketNotPublic, openS3BlobStore, type S3BlobOptions } from './s3.js';
+import type { S3BlobOptions } from './s3.js';
 import { openReplicatedBlobStore, type ReplicaMiss, type ReplicatedBlobStore } from './replicated.js';
 
 type BackendConfig = Config['blobs']['primary'];
@@ -21,7 +22,12 @@ async function openBackend(backend: BackendConfig, name: string): Promise<BlobSt
     prefix,
     credentials: accessKeyId !== null && secretAccessKey !== null ? { accessKeyId, secretAccessKey } : null,
   };
-  await assertBucketNotPublic(options);
+  // Loaded only here: the AWS SDK costs a deployment without S3 tens of MB of memory.
+  const { assertBucketNotPublic, openS3BlobStore } = await import('./s3.js');
+  await assertBucketNotPublic(options).catch((error: unknown) => {
+    // Named by its place in this configuration, so the operator knows which backend to fix.
+    throw error instanceof ConfigError ? new ConfigError(`blobs.${name}.s3.bucket`, error.message.replace(/^invalid configuration: [^:]+: /, '')) : error;
+  });
   return openS3BlobStore(options, name);
 }
 

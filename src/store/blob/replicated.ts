@@ -119,7 +119,8 @@ export function openReplicatedBlobStore(options: ReplicatedOptions): ReplicatedB
       checkObjectKey(key);
       const abort = new AbortController();
       // A branch's failure is reported by its backend's put; the stream error itself needs no handler.
-      const branches = backends.map(() => new PassThrough().on('error', () => {}));
+      // Each branch buffers up to 1 MiB, so one backend's short stall does not hold back the others.
+      const branches = backends.map(() => new PassThrough({ highWaterMark: 1024 * 1024 }).on('error', () => {}));
       // Backends whose own failure failed their copy, as opposed to those stopped because of it.
       const rootFailures = new Set<number>();
       const copies = backends.map((backend, index) => {
