@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { repairBacklog, runRepairs, scrubAll } from '../../src/core/files/blob-repairs.js';
+import { repairBacklog, runRepairs, scrubAll, storageStatus } from '../../src/core/files/blob-repairs.js';
 import { applyRetention } from '../../src/core/files/retention.js';
 import { filesUnder } from '../support/disk-scan.js';
 import { takeDown } from '../support/blob-fixtures.js';
@@ -42,13 +42,24 @@ describe('replicated file storage', () => {
     });
   });
 
-  test('policy primary: with the replica down uploads are acknowledged and queued; the repair job copies them once it is back', async () => {
-    await withFiles({ STRONGROOM_BLOBS__WRITE_POLICY: 'primary' }, async (h, t) => {
+  test('policy primary: with the replica down uploads are acknowledged and queued (backlog and lag are reported); the repair job copies them once it is back', async () => {
+    await withFiles({ STRONGROOM_BLOBS__WRITE_POLICY: 'primary' }, async (h, t, clock) => {
       assert.equal((await upload(h, t, 'first.txt', 'first')).status, 201);
       const bringBack = takeDown(h.config.blobs.replica.path!);
       for (const name of ['a', 'b', 'c']) assert.equal((await upload(h, t, `${name}.txt`, `degraded ${name}`)).status, 201);
       assert.equal(await repairBacklog(h.core), 3);
-      assert.equal(h.core.blobs.stats.degradedWrites, 3);
+      clock.now += 90_000;
+      const operator = { kind: 'operator', operatorId: 'op_test', roles: ['sre'], grant: null } as const;
+      const status = await storageStatus(h.core, { ...operator, roles: [...operator.roles] });
+      assert.deepEqual(status, {
+        backends: ['primary', 'replica'],
+        writePolicy: 'primary',
+        repairBacklog: 3,
+        replicationLagSeconds: 90,
+        degradedWrites: 3,
+        degradedDeletes: 0,
+        fallbackReads: 0,
+      });
       assert.equal((await download(h, t, 'b.txt')).text, 'degraded b');
       assert.deepEqual(await runRepairs(h.core), { repaired: 0, pending: 3 }, 'nothing to repair while the replica is down');
       bringBack();

@@ -169,6 +169,7 @@ describe('the authorization matrix', () => {
   const decision = (verb: string) => async (t: Tenant, caller: Caller) => ({ params: { requestId: await accessRequestFor(t, caller, verb) } });
   const FIXTURES: Record<string, Fixture> = {
     'GET /v1/ops/tenants': async () => ({}),
+    'GET /v1/ops/storage': async () => ({}),
     'GET /v1/tenants/:tenantId': async () => ({}),
     'PATCH /v1/tenants/:tenantId': async () => ({ body: { requireMfa: false } }),
     'POST /v1/tenants/:tenantId/api-keys': async () => ({ body: { scopes: ['read'] } }),

@@ -47,6 +47,7 @@ const KNOWN_ROUTES = [
   'POST /v1/tenants/{tenantId}/signed-urls/{*}',
   'GET /v1/signed/{token}',
   'GET /v1/ops/tenants',
+  'GET /v1/ops/storage',
 ];
 
 /**

@@ -1,7 +1,8 @@
 import type { ReplicaMiss } from '../../store/blob/replicated.js';
 import { repairDelete, scrubObject } from '../../store/blob/scrub.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
-import type { Core } from '../context.js';
+import { authorize } from '../../policy/authorize.js';
+import type { Core, Principal } from '../context.js';
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
@@ -24,6 +25,36 @@ export async function queueRepair(core: Core, miss: ReplicaMiss): Promise<void> 
 export async function repairBacklog(core: Core): Promise<number> {
   const row = await core.db.reader.selectFrom('blob_repairs').select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+export interface StorageStatus {
+  backends: string[];
+  writePolicy: string;
+  /** Copies a replica missed, waiting for the repair job. */
+  repairBacklog: number;
+  /** How far the replica is behind: the age of the oldest missed copy, 0 when none is. */
+  replicationLagSeconds: number;
+  /** Since this process started. */
+  degradedWrites: number;
+  degradedDeletes: number;
+  fallbackReads: number;
+}
+
+/** Replication health for operators (and, later, the checks that page someone). */
+export async function storageStatus(core: Core, principal: Principal): Promise<StorageStatus> {
+  authorize(principal, 'ops.read', { tenantId: null });
+  const row = await core.db.reader
+    .selectFrom('blob_repairs')
+    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('enqueued_at').as('oldest')])
+    .executeTakeFirst();
+  const oldest = row?.oldest === null || row?.oldest === undefined ? null : Number(row.oldest);
+  return {
+    backends: core.blobs.backends.map((b) => b.name),
+    writePolicy: core.blobs.writePolicy,
+    repairBacklog: Number(row?.n ?? 0),
+    replicationLagSeconds: oldest === null ? 0 : Math.max(0, Math.round((core.now() - oldest) / 1000)),
+    ...core.blobs.stats,
+  };
 }
 
 /** The size and digest every copy of an object must have, from its file version; null once no version refers to it. */

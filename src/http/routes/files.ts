@@ -6,6 +6,7 @@ import { getFile, headFile, listFileVersions, listFiles, type FileRead } from '.
 import type { FileView } from '../../core/files/file-rows.js';
 import { deleteFile, putFile, restoreFile } from '../../core/files/file-writes.js';
 import { readSignedFile, signFileUrl } from '../../core/files/signed-urls.js';
+import { storageStatus } from '../../core/files/blob-repairs.js';
 import { PayloadTooLargeError } from '../../errors.js';
 import { metaOf, principalOf } from '../request-context.js';
 import { PageQuery, Strict, TenantParams, pageLimit, withErrors } from '../schemas.js';
@@ -171,6 +172,32 @@ export async function fileRoutes(app: FastifyInstance, { core }: { core: Core })
       const signed = await signFileUrl(core, principalOf(request), metaOf(request), addressOf(request), request.body as { version?: number; expiresInSeconds?: number; singleUse?: boolean });
       return reply.code(201).send({ url: `https://${request.host}${signed.path}`, expiresAt: signed.expiresAt, version: signed.version });
     },
+  );
+}
+
+/** Operators: replication health. */
+export async function storageRoutes(app: FastifyInstance, { core }: { core: Core }): Promise<void> {
+  app.get(
+    '/v1/ops/storage',
+    {
+      config: { action: 'ops.read' },
+      schema: {
+        summary: 'Blob replication: backends, write policy, repair backlog and lag, degraded operations (operators)',
+        tags: ['ops'],
+        response: withErrors({
+          200: Type.Object({
+            backends: Type.Array(Type.String()),
+            writePolicy: Type.String(),
+            repairBacklog: Type.Integer(),
+            replicationLagSeconds: Type.Integer(),
+            degradedWrites: Type.Integer(),
+            degradedDeletes: Type.Integer(),
+            fallbackReads: Type.Integer(),
+          }),
+        }),
+      },
+    },
+    async (request) => storageStatus(core, principalOf(request)),
   );
 }
 

@@ -10,7 +10,7 @@ import { accessRequestRoutes } from './access-requests.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
-import { fileRoutes, signedFileRoutes } from './files.js';
+import { fileRoutes, signedFileRoutes, storageRoutes } from './files.js';
 import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
 import { tenantRoutes } from './tenants.js';
@@ -64,7 +64,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, auditRoutes, accessRequestRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, auditRoutes, accessRequestRoutes]) {
       await api.register(routes, { core });
     }
   });

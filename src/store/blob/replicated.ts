@@ -37,6 +37,7 @@ export interface ReplicationStats {
 }
 
 export interface ReplicatedBlobStore extends BlobStore {
+  readonly writePolicy: 'all' | 'primary';
   /** The primary first, then the replicas: what `scrubObject` and `repairDelete` take. */
   readonly backends: readonly BlobStore[];
   readonly stats: Readonly<ReplicationStats>;
@@ -115,6 +116,7 @@ export function openReplicatedBlobStore(options: ReplicatedOptions): ReplicatedB
     name: `replicated(${backends.map((backend) => backend.name).join(', ')})`,
     backends,
     stats,
+    writePolicy,
     async put(key, body) {
       checkObjectKey(key);
       const abort = new AbortController();
