@@ -190,6 +190,38 @@ export const ConfigSchema = Obj({
     defaultPageSize: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
     maxPageSize: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }),
   }),
+  /** Outbound connections (webhooks, SMTP) go only where these allow: the defence against server-side request forgery. */
+  egress: Obj({
+    /** Host names outbound requests may reach (`example.com`, or `*.example.com` for its subdomains); empty: any host whose addresses are public. */
+    allowedHosts: Type.Array(Type.String({ pattern: '^(\\*\\.)?[a-z0-9.-]{1,253}$' }), { default: [] }),
+    /** Address ranges (CIDR) allowed although private, loopback or link-local, e.g. an internal relay; metadata addresses stay refused unless listed exactly. */
+    allowedNetworks: Type.Array(Type.String({ minLength: 3, maxLength: 64 }), { default: [] }),
+    timeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+    maxResponseBytes: Type.Integer({ minimum: 0, maximum: 10 * 1024 * 1024, default: 64 * 1024 }),
+  }),
+  /** The SMTP server notifications are sent through; TLS (STARTTLS or implicit) is required and verified. */
+  smtp: Obj({
+    host: Type.Union([Type.String({ pattern: '^[A-Za-z0-9.-]{1,253}$' }), Type.Null()], { default: null }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587 }),
+    /** `starttls`: upgrade on port 587 (refused if the server does not offer it); `tls`: implicit TLS, port 465. */
+    security: Type.Union([Type.Literal('starttls'), Type.Literal('tls')], { default: 'starttls' }),
+    username: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+    password: Secret(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+    from: Type.Union([Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }), Type.Null()], { default: null }),
+    /** Extra CA certificates (PEM) for a server on a private CA. */
+    caFile: Path,
+  }),
+  notifications: Obj({
+    /** Attempts before a notification becomes a dead letter (operators can retry it). */
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+    /** Backoff: base × 2^attempt, capped, with full jitter. */
+    baseDelaySeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30 }),
+    maxDelaySeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 3600 }),
+    /** The console or API URL e-mails link back to. */
+    linkUrl: Type.Union([Type.String({ pattern: '^https://' }), Type.Null()], { default: null }),
+    /** Who hears of operator-level events (break-glass use, purges). */
+    operatorEmails: Type.Array(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }), { default: [] }),
+  }),
   log: Obj({
     level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
