@@ -198,6 +198,8 @@ export const ConfigSchema = Obj({
     allowedNetworks: Type.Array(Type.String({ minLength: 3, maxLength: 64 }), { default: [] }),
     timeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
     maxResponseBytes: Type.Integer({ minimum: 0, maximum: 10 * 1024 * 1024, default: 64 * 1024 }),
+    /** Extra CA certificates (PEM) trusted for outbound HTTPS, for receivers on a private CA. */
+    caFile: Path,
   }),
   /** The SMTP server notifications are sent through; TLS (STARTTLS or implicit) is required and verified. */
   smtp: Obj({

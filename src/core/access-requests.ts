@@ -6,7 +6,7 @@ import type { AccessRequestsTable } from '../store/db/tables.js';
 import { actorName, type ActiveGrant, type Actor, type Core, type GrantScope, type OperatorRole, type Principal, type RequestMeta } from './context.js';
 import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { checkFormat, randomId } from './ids.js';
-import { enqueueNotification } from './outbox.js';
+import { enqueueNotification } from './notifications/outbox.js';
 import { tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
 
 /**

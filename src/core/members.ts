@@ -157,3 +157,23 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
     return principal;
   });
 }
+
+const NOTIFIER: Actor = { kind: 'system', name: 'notifications' };
+
+/** The e-mail addresses a tenant's notifications go to: its active owners and admins. */
+export async function notificationRecipients(core: Core, tenantId: string): Promise<string[]> {
+  const rows = await core.db.reader
+    .selectFrom('members')
+    .select(['member_id', 'email_enc'])
+    .where('tenant_id', '=', tenantId)
+    .where('role', 'in', ['owner', 'admin'])
+    .where('status', '=', 'active')
+    .execute();
+  const emails: string[] = [];
+  for (const row of rows) {
+    if (!row.email_enc) continue;
+    const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.email_enc), NOTIFIER);
+    emails.push(openRecord(key, emailAad(tenantId, row.member_id), row.email_enc).toString('utf8'));
+  }
+  return emails;
+}

@@ -41,6 +41,8 @@ export const POLICY = {
   'access.breakglass': { roles: [], operators: ['security'], grants: [] },
   'access.revoke': { roles: ADMINS, operators: EVERY_OPERATOR, grants: [] },
   'ops.read': { roles: [], operators: EVERY_OPERATOR, grants: [] },
+  'webhooks.manage': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
+  'ops.notifications': { roles: [], operators: ['sre', 'security'], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;

@@ -3,6 +3,7 @@
 // role, each operator role, operators holding each grant scope) × the caller's own tenant and a
 // foreign one. The expected outcome of each cell comes from the policy table; any difference fails.
 import assert from 'node:assert/strict';
+import { randomId } from '../../src/core/ids.js';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
@@ -31,6 +32,7 @@ const CALLERS: Caller[] = [
 
 const label = (c: Caller) =>
   c.kind === 'none' ? 'no credential' : c.kind === 'api_key' ? `${c.scope} key` : c.kind === 'member' ? `${c.role} member` : `${c.role} operator${c.grant ? ` with a ${c.grant} grant` : ''}`;
+const SRE_CALLER = { kind: 'operator', role: 'sre', grant: null } as const;
 const subjectOf = (c: Extract<Caller, { kind: 'operator' }>) => `op-${c.role}-${c.grant ?? 'none'}`;
 
 /** Where the call goes: the caller's tenant (A, where grants are held), another tenant (B), or no tenant. */
@@ -160,6 +162,22 @@ describe('the authorization matrix', () => {
     return { params: { collection: 'notes', id } };
   };
   const existingRecord = async () => ({ params: { collection: 'notes', id: 'n1' } });
+  /** A dead letter to retry, put straight into the table (making one takes a receiver's outage). */
+  const deadLetter = async () => {
+    const deliveryId = `d_${randomId(10)}`;
+    await h.core.committer.submit('_system', (tx) =>
+      tx
+        .insertInto('deliveries')
+        .values({ delivery_id: deliveryId, notification_id: 'n_matrix', tenant_id: null, event_type: 'webhook.test', channel: 'webhook', target: '_system/wh_none', status: 'dead', attempts: 3, next_attempt_at: 0, last_error: 'HTTP 503', created_at: 0, delivered_at: null })
+        .execute(),
+    );
+    return deliveryId;
+  };
+  const freshWebhook = async (path: string, bearer: string) => {
+    const res = await h.call('POST', path, { key: bearer, body: { url: 'https://hooks.matrix.example/x', events: ['webhook.test'] } });
+    assert.equal(res.status, 201, res.text);
+    return res.json.webhookId as string;
+  };
   const existingFile = async () => ({ params: { '*': 'docs/f.txt' } });
   const freshFile = async (t: Tenant) => {
     const path = `docs/${unique()}.txt`;
@@ -191,6 +209,16 @@ describe('the authorization matrix', () => {
     'GET /v1/tenants/:tenantId/file-versions/*': existingFile,
     'POST /v1/tenants/:tenantId/file-versions/*': async () => ({ params: { '*': 'docs/f.txt' }, body: {} }),
     'POST /v1/tenants/:tenantId/signed-urls/*': async () => ({ params: { '*': 'docs/f.txt' }, body: {} }),
+    'POST /v1/tenants/:tenantId/webhooks': async () => ({ body: { url: 'https://hooks.matrix.example/in', events: ['webhook.test'] } }),
+    'GET /v1/tenants/:tenantId/webhooks': async () => ({}),
+    'DELETE /v1/tenants/:tenantId/webhooks/:webhookId': async (t) => ({ params: { webhookId: await freshWebhook(`/v1/tenants/${t.tenantId}/webhooks`, t.adminKey) } }),
+    'POST /v1/tenants/:tenantId/webhooks/:webhookId/test': async (t) => ({ params: { webhookId: await freshWebhook(`/v1/tenants/${t.tenantId}/webhooks`, t.adminKey) } }),
+    'POST /v1/ops/webhooks': async () => ({ body: { url: 'https://hooks.matrix.example/ops', events: ['access.breakglass'] } }),
+    'GET /v1/ops/webhooks': async () => ({}),
+    'DELETE /v1/ops/webhooks/:webhookId': async () => ({ params: { webhookId: await freshWebhook('/v1/ops/webhooks', await token(subjectOf(SRE_CALLER))) } }),
+    'POST /v1/ops/webhooks/:webhookId/test': async () => ({ params: { webhookId: await freshWebhook('/v1/ops/webhooks', await token(subjectOf(SRE_CALLER))) } }),
+    'GET /v1/ops/deliveries': async () => ({}),
+    'POST /v1/ops/deliveries/:deliveryId/retry': async () => ({ params: { deliveryId: await deadLetter() } }),
     'GET /v1/tenants/:tenantId/audit': async () => ({}),
     'POST /v1/tenants/:tenantId/access-requests': async () => ({ body: { reason: 'matrix', ticket: 'M-4', scope: 'read', durationMinutes: 5 } }),
     'GET /v1/tenants/:tenantId/access-requests': async () => ({}),

@@ -48,6 +48,10 @@ const KNOWN_ROUTES = [
   'GET /v1/signed/{token}',
   'GET /v1/ops/tenants',
   'GET /v1/ops/storage',
+  'POST /v1/tenants/{tenantId}/webhooks',
+  'GET /v1/tenants/{tenantId}/webhooks',
+  'DELETE /v1/tenants/{tenantId}/webhooks/{webhookId}',
+  'POST /v1/tenants/{tenantId}/webhooks/{webhookId}/test',
 ];
 
 /**
@@ -64,6 +68,8 @@ const BODIES: Record<string, unknown> = {
   'PUT /v1/tenants/{tenantId}/files/{*}': { overwrittenBy: 'tenant B' },
   'POST /v1/tenants/{tenantId}/file-versions/{*}': {},
   'POST /v1/tenants/{tenantId}/signed-urls/{*}': {},
+  'POST /v1/tenants/{tenantId}/webhooks': { url: 'https://intruder.example/hook', events: ['access.breakglass'] },
+  'POST /v1/ops/webhooks': { url: 'https://intruder.example/hook', events: ['access.breakglass'] },
 };
 
 interface TenantFixture {
@@ -86,6 +92,7 @@ interface TenantFixture {
   fileBody: string;
   /** A signed URL of A's file whose MAC was made up: the token route must refuse it to anyone. */
   forgedToken: string;
+  webhookId: string;
 }
 
 interface Operation {
@@ -125,7 +132,10 @@ async function setUpTenant(h: Harness, label: string, collection: string, shared
   ok(signed, 201);
   const token = new URL(signed.json.url as string).pathname.split('/').pop()!;
   const forgedToken = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(43)}`;
+  const webhook = await h.call('POST', `${base}/webhooks`, { key: t.apiKey, body: { url: `https://${label}.hooks.example/in`, events: ['access.breakglass'] } });
+  ok(webhook, 201);
   return {
+    webhookId: webhook.json.webhookId,
     filePath,
     fileBody,
     forgedToken,
@@ -238,6 +248,8 @@ for (const driver of DRIVERS) {
           memberId: a.memberId,
           requestId: a.requestId,
           '*': a.filePath,
+          webhookId: a.webhookId,
+          deliveryId: 'd_aaaaaaaaaaaaaaaa',
           token: a.forgedToken,
         };
         const value = values[name];

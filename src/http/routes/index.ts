@@ -11,6 +11,7 @@ import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
 import { fileRoutes, signedFileRoutes, storageRoutes } from './files.js';
+import { notificationRoutes } from './notifications.js';
 import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
 import { tenantRoutes } from './tenants.js';
@@ -64,7 +65,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, auditRoutes, accessRequestRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes]) {
       await api.register(routes, { core });
     }
   });

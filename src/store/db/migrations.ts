@@ -312,6 +312,56 @@ function files(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * Notification delivery: webhook endpoints (their signing secrets wrapped by the KMS), one delivery
+ * per notification and destination, and a log of every attempt. The outbox row is marked once its
+ * deliveries exist.
+ */
+function notifications(dialect: Dialect): Migration {
+  const bin = binary(dialect);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('outbox').addColumn('expanded_at', 'bigint').execute();
+      await db.schema
+        .createTable('webhooks')
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('webhook_id', 'text', (c) => c.notNull())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('events', 'text', (c) => c.notNull())
+        .addColumn('secret_wrapped', bin, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('webhooks_pk', ['owner', 'webhook_id'])
+        .execute();
+      await db.schema
+        .createTable('deliveries')
+        .addColumn('delivery_id', 'text', (c) => c.primaryKey())
+        .addColumn('notification_id', 'text', (c) => c.notNull())
+        .addColumn('tenant_id', 'text')
+        .addColumn('event_type', 'text', (c) => c.notNull())
+        .addColumn('channel', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('delivered_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('deliveries_due').on('deliveries').columns(['status', 'next_attempt_at']).execute();
+      await db.schema
+        .createTable('delivery_attempts')
+        .addColumn('delivery_id', 'text', (c) => c.notNull())
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('ok', 'integer', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .addColumn('duration_ms', 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_attempts_pk', ['delivery_id', 'attempt'])
+        .execute();
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -323,5 +373,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0007_system_chain': systemChain,
     '0008_data_key_retirement': dataKeyRetirement,
     '0009_files': files(dialect),
+    '0010_notifications': notifications(dialect),
   };
 }

@@ -148,6 +148,49 @@ export interface OutboxTable {
   attempts: number;
   created_at: number;
   next_attempt_at: number;
+  /** Set once the notification's deliveries were created. */
+  expanded_at: number | null;
+}
+
+/** A webhook endpoint of a tenant (`owner` = tenant id) or of the operators (`owner` = `_system`). */
+export interface WebhooksTable {
+  owner: string;
+  webhook_id: string;
+  url: string;
+  /** Comma-separated event types it receives. */
+  events: string;
+  /** The signing secret, wrapped by the owner's KMS key (tenant KEK or system KEK). */
+  secret_wrapped: Buffer;
+  created_at: number;
+}
+
+/** One notification to one destination; retried until delivered or dead. */
+export interface DeliveriesTable {
+  delivery_id: string;
+  notification_id: string;
+  tenant_id: string | null;
+  event_type: string;
+  /** `webhook` or `email`. */
+  channel: string;
+  /** The webhook (`owner/webhook_id`) or the e-mail recipients' source (`owners:TENANT`, `operators`). */
+  target: string;
+  /** `pending`, `delivered` or `dead`. */
+  status: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+export interface DeliveryAttemptsTable {
+  delivery_id: string;
+  attempt: number;
+  at: number;
+  ok: number;
+  /** The HTTP status or the error, never a secret. */
+  detail: string;
+  duration_ms: number;
 }
 
 /** A file's current state; its name is only in the versions' sealed metadata. */
@@ -237,6 +280,9 @@ export interface Tables {
   change_log: ChangeLogTable;
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
+  webhooks: WebhooksTable;
+  deliveries: DeliveriesTable;
+  delivery_attempts: DeliveryAttemptsTable;
   job_runs: JobRunsTable;
   files: FilesTable;
   file_versions: FileVersionsTable;

@@ -1,8 +1,17 @@
-import type { Tx } from '../store/db/group-commit.js';
-import { randomId } from './ids.js';
+import type { Tx } from '../../store/db/group-commit.js';
+import { randomId } from '../ids.js';
 
-/** Events that tell people something; the notifications issue delivers them. */
-export type NotificationEvent = 'access.requested' | 'access.approved' | 'access.breakglass';
+/** Events that tell people something, by e-mail and signed webhooks. */
+export const NOTIFICATION_EVENTS = [
+  'access.requested',
+  'access.approved',
+  'access.breakglass',
+  'tenant.terminated',
+  'tenant.purge_scheduled',
+  'tenant.purged',
+  'webhook.test',
+] as const;
+export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 
 /**
  * Queues a notification in the caller's transaction: it exists exactly when the event does. The
@@ -12,11 +21,12 @@ export async function enqueueNotification(
   tx: Tx,
   now: number,
   notification: { tenantId: string | null; event: NotificationEvent; payload: Record<string, string | number | boolean> },
-): Promise<void> {
+): Promise<string> {
+  const id = `n_${randomId(10)}`;
   await tx
     .insertInto('outbox')
     .values({
-      id: `n_${randomId(10)}`,
+      id,
       tenant_id: notification.tenantId,
       event_type: notification.event,
       payload: JSON.stringify(notification.payload),
@@ -24,6 +34,8 @@ export async function enqueueNotification(
       attempts: 0,
       created_at: now,
       next_attempt_at: now,
+      expanded_at: null,
     })
     .execute();
+  return id;
 }
