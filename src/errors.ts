@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'bad_request'
   | 'unauthenticated'
   | 'forbidden'
+  | 'egress_denied'
   | 'mfa_required'
   | 'not_found'
   | 'conflict'
@@ -95,6 +96,34 @@ export class RateLimitedError extends StrongroomError {
 export class UnavailableError extends StrongroomError {
   constructor(message: string) {
     super('unavailable', message);
+  }
+}
+
+/**
+ * The egress policy refuses an outbound connection (a webhook URL, an SMTP host): the host is not in
+ * `egress.allowedHosts`, or resolves to an internal address. Retrying cannot help. `host` is null
+ * when the URL could not be parsed.
+ */
+export class EgressDeniedError extends StrongroomError {
+  constructor(
+    readonly host: string | null,
+    reason: string,
+  ) {
+    super('egress_denied', host === null ? `egress refused: ${reason}` : `egress to ${host} refused: ${reason}`);
+  }
+}
+
+/** Why an allowed outbound request failed; each may pass on a later attempt. */
+export type EgressFailure = 'dns' | 'connection' | 'timeout' | 'too_large';
+
+/** An allowed outbound request that did not complete: no address, no connection, no answer in time, or too long an answer. */
+export class EgressFailedError extends UnavailableError {
+  constructor(
+    readonly host: string,
+    readonly reason: EgressFailure,
+    detail: string,
+  ) {
+    super(`egress to ${host} failed: ${detail}`);
   }
 }
 

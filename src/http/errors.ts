@@ -8,6 +8,7 @@ const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   unauthenticated: 401,
   forbidden: 403,
+  egress_denied: 403,
   mfa_required: 403,
   not_found: 404,
   conflict: 409,
