@@ -6,6 +6,8 @@ import { runRepairs, scrubAll } from '../core/files/blob-repairs.js';
 import { applyRetention } from '../core/files/retention.js';
 import { forgetExpiredUrlUses } from '../core/files/signed-urls.js';
 import { jobProgress } from '../core/job-progress.js';
+import { deliverDue, expandOutbox, type Transports } from './notify/deliveries.js';
+import { configuredTransports } from './notify/transports.js';
 import { REWRAP_JOB, rewrapAll, rotateDueKeys } from '../core/key-rotation.js';
 import { kekName } from '../core/tenant-keys.js';
 import { auditedSecretStore } from '../core/open-core.js';
@@ -42,7 +44,23 @@ export function backgroundJobs(config: Config): Job[] {
       run: async (core) => `${await core.kms.destroyDueVersions()} key versions destroyed`,
     },
   ];
+  let transports: Transports | null = null;
   jobs.push(
+    {
+      // Every notification is in the outbox from its event's transaction; this sends it, with retries.
+      name: 'notifications.deliver',
+      everyMs: 2 * SECOND,
+      run: async (core) => {
+        transports ??= await configuredTransports(core, config);
+        const expanded = await expandOutbox(core, transports);
+        const r = await deliverDue(core, transports, {
+          maxAttempts: config.notifications.maxAttempts,
+          baseDelayMs: config.notifications.baseDelaySeconds * SECOND,
+          maxDelayMs: config.notifications.maxDelaySeconds * SECOND,
+        });
+        return `${expanded} notifications queued; ${r.delivered} delivered, ${r.failed} to retry, ${r.dead} dead letters`;
+      },
+    },
     {
       // Replica copies missed while a backend was down, made as soon as it is back.
       name: 'blobs.repair',

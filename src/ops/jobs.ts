@@ -34,7 +34,7 @@ export interface JobRunnerOptions {
 export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOptions = {}): JobRunner {
   const owner = randomUUID();
   const tickMs = options.tickMs ?? 1000;
-  const leaseMs = options.leaseMs ?? 60_000;
+  const leaseMs = options.leaseMs ?? 15_000;
   const log = options.log ?? (() => undefined);
   const byName = new Map(jobs.map((job) => [job.name, job]));
   const running = new Set<Promise<unknown>>();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { encodeAad } from '../../crypto/record-cipher.js';
-import { BadRequestError, NotFoundError } from '../../errors.js';
+import { BadRequestError, ConflictError, NotFoundError } from '../../errors.js';
 import { wrappedKeyVersion } from '../../kms/kms.js';
 import { authorize, type Action } from '../../policy/authorize.js';
 import { SYSTEM_SECRETS_KEY } from '../../secrets/store.js';
@@ -71,6 +71,10 @@ export async function createWebhook(core: Core, principal: Principal, meta: Requ
   const secret = randomBytes(32);
   let wrapped: Buffer;
   try {
+    // The system KEK exists once a first system secret or operators' webhook needs it.
+    if (owner === OPERATORS) await core.kms.createKey(SYSTEM_SECRETS_KEY).catch((error: unknown) => {
+      if (!(error instanceof ConflictError)) throw error;
+    });
     wrapped = await core.kms.wrapKey(kekOf(owner), secret, secretAad(owner, webhookId));
   } catch (error) {
     secret.fill(0);

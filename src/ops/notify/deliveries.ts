@@ -174,11 +174,11 @@ export async function listDeliveries(core: Core, principal: Principal, status = 
   return views;
 }
 
-/** Gives a dead letter a fresh series of attempts, now; audited in the system chain. */
+/** Gives a dead letter one more attempt, now (failing again, it is dead again); audited in the system chain. */
 export async function retryDelivery(core: Core, principal: Principal, meta: RequestMeta, deliveryId: string): Promise<void> {
   authorize(principal, 'ops.notifications', { tenantId: null });
   await core.committer.submit(SYSTEM_CHAIN, async (tx, batch) => {
-    const result = await tx.updateTable('deliveries').set({ status: 'pending', attempts: 0, next_attempt_at: core.now() }).where('delivery_id', '=', deliveryId).where('status', '=', 'dead').executeTakeFirst();
+    const result = await tx.updateTable('deliveries').set({ status: 'pending', next_attempt_at: core.now() }).where('delivery_id', '=', deliveryId).where('status', '=', 'dead').executeTakeFirst();
     if (Number(result.numUpdatedRows) === 0) throw new NotFoundError('no dead letter with that id');
     await auditInTx(tx, batch, core, principal, meta, { tenantId: SYSTEM_CHAIN, action: 'delivery.retry', target: plainTarget(`delivery:${deliveryId}`), result: 'ok' });
   });
