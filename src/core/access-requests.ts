@@ -104,7 +104,8 @@ export async function requestAccess(core: Core, principal: Principal, meta: Requ
     await tx.insertInto('access_requests').values(row).execute();
     const summary = ` scope:${request.scope} minutes:${request.durationMinutes}${request.breakGlass ? ' break-glass' : ''}`;
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'access.request', target: target(requestId, summary), result: 'ok' });
-    await enqueueNotification(tx, now, { tenantId, event: 'access.requested', payload: { tenantId, requestId, breakGlass: request.breakGlass } });
+    const payload = { tenantId, requestId, operatorId: operator.operatorId, scope: request.scope, durationMinutes: request.durationMinutes, breakGlass: request.breakGlass, occurredAt: iso(now)! };
+    await enqueueNotification(tx, now, { tenantId, event: 'access.requested', payload });
     return view(row, request.reason, request.ticket);
   });
 }
@@ -181,7 +182,9 @@ async function grant(
     how.check?.(row);
     const expiresAt = now + row.duration_seconds * 1000;
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: how.action, target: target(requestId, ` until:${iso(expiresAt)}`), result: 'ok' });
-    await enqueueNotification(tx, now, { tenantId, event: how.event, payload: { tenantId, requestId } });
+    // Pseudonymous ids only: who asked, who approved, for how long.
+    const payload = { tenantId, requestId, operatorId: row.operator_id, actorId: actorName(principal), scope: row.scope, occurredAt: iso(now)!, expiresAt: iso(expiresAt)! };
+    await enqueueNotification(tx, now, { tenantId, event: how.event, payload });
     return { status: 'approved', decided_at: now, decided_by: actorName(principal), expires_at: expiresAt };
   });
 }

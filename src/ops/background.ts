@@ -50,6 +50,8 @@ export function backgroundJobs(config: Config): Job[] {
       // Every notification is in the outbox from its event's transaction; this sends it, with retries.
       name: 'notifications.deliver',
       everyMs: 2 * SECOND,
+      // Renewed every 2 s while a run lasts: after a crash, another instance (or the restarted one) resumes within 6 s.
+      leaseMs: 6 * SECOND,
       run: async (core) => {
         transports ??= await configuredTransports(core, config);
         const expanded = await expandOutbox(core, transports);

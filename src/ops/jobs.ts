@@ -7,6 +7,8 @@ import type { BatchOperation } from '../store/db/group-commit.js';
 export interface Job {
   name: string;
   everyMs: number;
+  /** Overrides the runner's lease length: a frequent, short job takes over sooner after its instance died. */
+  leaseMs?: number;
   /** Does the work; returns a one-line summary for the schedule table and the log. */
   run(core: Core): Promise<string>;
 }
@@ -34,7 +36,7 @@ export interface JobRunnerOptions {
 export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOptions = {}): JobRunner {
   const owner = randomUUID();
   const tickMs = options.tickMs ?? 1000;
-  const leaseMs = options.leaseMs ?? 15_000;
+  const leaseMs = options.leaseMs ?? 60_000;
   const log = options.log ?? (() => undefined);
   const byName = new Map(jobs.map((job) => [job.name, job]));
   const running = new Set<Promise<unknown>>();
@@ -51,12 +53,14 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
     });
   }
 
+  const leaseOf = (name: string) => byName.get(name)?.leaseMs ?? leaseMs;
+
   async function takeLease(name: string, onlyIfDue: boolean): Promise<boolean> {
     return submit(async (tx) => {
       const now = core.now();
       let update = tx
         .updateTable('job_schedule')
-        .set({ lease_owner: owner, lease_until: now + leaseMs, last_started_at: now })
+        .set({ lease_owner: owner, lease_until: now + leaseOf(name), last_started_at: now })
         .where('name', '=', name)
         .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]));
       if (onlyIfDue) update = update.where('next_run_at', '<=', now);
@@ -67,9 +71,9 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
   async function execute(job: Job): Promise<string> {
     const renew = setInterval(() => {
       void submit(async (tx) => {
-        await tx.updateTable('job_schedule').set({ lease_until: core.now() + leaseMs }).where('name', '=', job.name).where('lease_owner', '=', owner).execute();
+        await tx.updateTable('job_schedule').set({ lease_until: core.now() + leaseOf(job.name) }).where('name', '=', job.name).where('lease_owner', '=', owner).execute();
       }).catch(() => undefined);
-    }, Math.max(1, Math.floor(leaseMs / 3)));
+    }, Math.max(1, Math.floor(leaseOf(job.name) / 3)));
     let result: string;
     let ok = true;
     try {

@@ -106,17 +106,17 @@ test('kill -9 in the middle of a re-encryption: keys reencrypt finishes it, and 
     ({ tenantId } = await createTenant(core, OPERATOR, meta, 'big'));
     const owner: Principal = { kind: 'api_key', tenantId, keyId: 'k_test', scopes: ['admin', 'write', 'read'] };
     await declareCollection(core, owner, meta, tenantId, 'rows', []);
-    await Promise.all(Array.from({ length: 3000 }, (_, i) => putRecord(core, owner, meta, { tenantId, collection: 'rows', id: `r${i}` }, { i })));
+    await Promise.all(Array.from({ length: 1200 }, (_, i) => putRecord(core, owner, meta, { tenantId, collection: 'rows', id: `r${i}` }, { i })));
   } finally {
     await core.close();
   }
-  const env = { ...childEnv(), STRONGROOM_KEYS__REENCRYPT_BATCH_ROWS: '50', STRONGROOM_KEYS__REENCRYPT_PAUSE_MS: '20' };
+  const env = { ...childEnv(), STRONGROOM_KEYS__REENCRYPT_BATCH_ROWS: '40', STRONGROOM_KEYS__REENCRYPT_PAUSE_MS: '20' };
   const child = spawn(process.execPath, [CLI_MAIN, '--data-dir', dir, 'keys', 'rotate', '--data-key', '--tenant', tenantId], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   await new Promise<void>((resolve) => {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      const match = /re-encrypted (\d+)\/6000/.exec(chunk);
-      if (match && Number(match[1]) >= 1000) resolve();
+      const match = /re-encrypted (\d+)\/2400/.exec(chunk);
+      if (match && Number(match[1]) >= 400) resolve();
     });
   });
   child.kill('SIGKILL');
@@ -124,13 +124,13 @@ test('kill -9 in the middle of a re-encryption: keys reencrypt finishes it, and 
 
   const midway = JSON.parse((await runCli(dir, ['keys', 'status', '--json'])).stdout);
   assert.equal(midway.reencrypt.finishedAt, null, 'the killed run never finished');
-  assert.ok(midway.reencrypt.done >= 1000 && midway.reencrypt.done < 6000, `${midway.reencrypt.done} rows scanned before the kill`);
+  assert.ok(midway.reencrypt.done >= 400 && midway.reencrypt.done < 2400, `${midway.reencrypt.done} rows scanned before the kill`);
   assert.deepEqual(midway.tenants[0].dataKey, { tenantId, current: 3, pending: [1], retired: [] });
 
   const resumed = await runCli(dir, ['keys', 'reencrypt'], { env: { STRONGROOM_KEYS__REENCRYPT_PAUSE_MS: '0' } });
   assert.equal(resumed.code, 0, resumed.stderr);
   const moved = Number(/(\d+) rows re-encrypted/.exec(resumed.stdout)?.[1]);
-  assert.ok(moved > 0 && moved < 6000, `${moved} rows left to move after the kill`);
+  assert.ok(moved > 0 && moved < 2400, `${moved} rows left to move after the kill`);
   const after = await openCore(config);
   try {
     assert.deepEqual([...(await sealedKeyIds(after.db, tenantId))], [3]);

@@ -1,84 +1,25 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { SMTPServerOptions } from 'smtp-server';
 import { BadRequestError, UnavailableError } from '../../src/errors.js';
-import { ensureLocalTls } from '../../src/http/tls/local-ca.js';
 import { createMailer, type MailerOptions, type OutgoingMail, type SmtpSettings } from '../../src/ops/notify/email.js';
 import { renderNotification } from '../../src/ops/notify/templates.js';
-import { tempDirs } from '../support/cli-process.js';
+import { SMTP_PASSWORD, smtpPki, startSmtp as startSmtpServer, type SmtpFixture, type SmtpPki } from '../support/smtp-server.js';
 
-const tempDir = tempDirs('strongroom-email-');
-const PASSWORD = 'correct horse battery staple';
+const PASSWORD = SMTP_PASSWORD;
 const FROM = 'strongroom@mail.example.test';
 
-interface Received {
-  from: string | null;
-  to: string[];
-  raw: string;
-  secure: boolean;
-}
-
-interface SmtpFixture {
-  port: number;
-  received: Received[];
-  logins: { method: string; username: string | undefined; secure: boolean }[];
-  /** Connection errors the server saw, e.g. a client that hung up on its certificate. */
-  errors: Error[];
-  close(): Promise<void>;
-}
-
-let pki: { key: Buffer; cert: Buffer; ca: Buffer[] };
+let pki: SmtpPki;
 const servers: SmtpFixture[] = [];
 
 before(async () => {
-  const files = await ensureLocalTls(tempDir(), { hostnames: ['localhost', 'smtp.example.test'] });
-  pki = { key: await readFile(files.keyFile), cert: await readFile(files.certFile), ca: [await readFile(files.caCertFile)] };
+  pki = await smtpPki();
 });
 after(() => Promise.all(servers.map((s) => s.close())));
 
-/** A real SMTP server on 127.0.0.1 with the local CA's certificate; it records what it accepts. */
 async function startSmtp(options: SMTPServerOptions = {}): Promise<SmtpFixture> {
-  const received: Received[] = [];
-  const logins: SmtpFixture['logins'] = [];
-  const server = new SMTPServer({
-    key: pki.key,
-    cert: pki.cert,
-    logger: false,
-    disableReverseLookup: true,
-    authOptional: true,
-    onAuth(auth, session, callback) {
-      logins.push({ method: auth.method, username: auth.username, secure: session.secure });
-      if (auth.username === 'strongroom' && auth.password === PASSWORD) return callback(null, { user: auth.username });
-      callback(new Error('Invalid username or password'));
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
-        const mailFrom = session.envelope.mailFrom;
-        received.push({
-          from: mailFrom ? mailFrom.address : null,
-          to: session.envelope.rcptTo.map((r) => r.address),
-          raw: Buffer.concat(chunks).toString('utf8'),
-          secure: session.secure,
-        });
-        callback();
-      });
-    },
-    ...options,
-  });
-  const errors: Error[] = [];
-  server.on('error', (error) => errors.push(error));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const fixture: SmtpFixture = {
-    port: (server.server.address() as AddressInfo).port,
-    received,
-    logins,
-    errors,
-    close: () => new Promise<void>((resolve) => server.close(resolve)),
-  };
+  const fixture = await startSmtpServer(pki, options);
   servers.push(fixture);
   return fixture;
 }

@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { requestAccess } from '../../src/core/access-requests.js';
+import { breakGlass, requestAccess } from '../../src/core/access-requests.js';
 import type { Principal } from '../../src/core/context.js';
 import { listDeliveries, retryDelivery } from '../../src/ops/notify/deliveries.js';
 import { runCli, spawnServer, tempDirs } from '../support/cli-process.js';
 import { startHarness, type Harness } from '../support/strongroom.js';
+import { smtpPki, startSmtp, type SmtpFixture, type SmtpPki } from '../support/smtp-server.js';
 import { startWebhookReceiver, verifyWebhook, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 const tempDir = tempDirs('strongroom-notifications-');
 const SRE: Principal = { kind: 'operator', operatorId: 'op_notifications', roles: ['sre'], grant: null };
+const SECURITY: Principal = { kind: 'operator', operatorId: 'op_securitydesk', roles: ['security'], grant: null };
 const META = { requestId: 'test', sourceIp: 'local' };
 
 const notifyEnv = (receiver: WebhookReceiver): Record<string, string> => ({
@@ -118,6 +120,63 @@ describe('signed webhooks', () => {
     assert.equal(pending.length - before, 4);
     assert.equal(pending.filter((p) => p.attempts > 0).length, pending.length, 'every one was tried');
     for (const d of pending.filter((p) => p.event === 'webhook.test' && p.attempts > 0)) assert.match(d.lastError ?? '', /not allowed|refused|private|loopback|link-local|metadata/i, `${d.target}: ${d.lastError}`);
+  });
+});
+
+describe('e-mail notifications', () => {
+  let pki: SmtpPki;
+  let smtp: SmtpFixture;
+  let receiver: WebhookReceiver;
+  let h: Harness;
+  before(async () => {
+    pki = await smtpPki();
+    smtp = await startSmtp(pki);
+    receiver = await startWebhookReceiver();
+    h = await startHarness('sqlite', {
+      env: {
+        ...notifyEnv(receiver),
+        STRONGROOM_EGRESS__ALLOWED_NETWORKS: '["127.0.0.1/32","::1/128"]',
+        STRONGROOM_SMTP__HOST: 'localhost',
+        STRONGROOM_SMTP__PORT: String(smtp.port),
+        STRONGROOM_SMTP__FROM: 'notify@strongroom.example',
+        STRONGROOM_SMTP__CA_FILE: pki.caFile,
+        STRONGROOM_NOTIFICATIONS__OPERATOR_EMAILS: '["security@saas.example"]',
+        STRONGROOM_NOTIFICATIONS__LINK_URL: 'https://console.saas.example/',
+      },
+    });
+  });
+  after(async () => {
+    await h.close();
+    await smtp.close();
+    await receiver.close();
+  });
+
+  test('break-glass access sends the tenant owners and the operators an e-mail over verified TLS, and the tenant a signed webhook', async () => {
+    const t = await h.tenant('Break Glass Inc');
+    const hook = await h.call('POST', `/v1/tenants/${t.tenantId}/webhooks`, { key: t.apiKey, body: { url: receiver.url, events: ['access.breakglass'] } });
+    assert.equal(hook.status, 201, hook.text);
+    const invited = await h.call('POST', `/v1/tenants/${t.tenantId}/members`, { key: t.apiKey, body: { email: 'owner@customer.example', role: 'owner' } });
+    assert.equal(invited.status, 201, invited.text);
+    // As if the owner had signed in: only active owners and admins receive notifications.
+    await h.core.committer.submit(t.tenantId, (tx) => tx.updateTable('members').set({ status: 'active' }).where('tenant_id', '=', t.tenantId).execute());
+
+    const asked = await requestAccess(h.core, SRE, META, t.tenantId, { reason: 'outage', ticket: 'INC-9', scope: 'read', durationMinutes: 15, breakGlass: true });
+    await breakGlass(h.core, SECURITY, META, t.tenantId, asked.requestId);
+    const deadline = Date.now() + 20_000;
+    while ((smtp.received.length < 3 || receiver.acceptedIds().size < 1) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+
+    assert.deepEqual(smtp.received.map((m) => m.to.join(',')).sort(), ['owner@customer.example', 'owner@customer.example', 'security@saas.example']);
+    for (const mail of smtp.received) {
+      assert.equal(mail.secure, true, 'delivered over TLS');
+      assert.equal(mail.from, 'notify@strongroom.example');
+      assert.match(mail.raw, /X-Strongroom-Notification-Id: d_[a-z2-7]{16}/i);
+      assert.match(mail.raw, /Break Glass Inc/);
+    }
+    assert.equal(smtp.received.filter((m) => /^Subject: \[Strongroom\] Emergency access to Break Glass Inc/m.test(m.raw)).length, 2, 'the owner and the operators hear of the break-glass');
+    assert.ok(smtp.received.every((m) => m.raw.includes('op_notifications')), 'the e-mails name the operator by pseudonym');
+    const delivery = receiver.received.find((r) => r.status! < 300)!;
+    assert.equal((JSON.parse(delivery.body) as { type: string }).type, 'access.breakglass');
+    assert.ok(verifyWebhook(hook.json.secret as string, delivery, Math.floor(Date.now() / 1000)));
   });
 });
 
