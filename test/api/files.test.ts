@@ -23,7 +23,7 @@ for (const driver of DRIVERS) {
     const blobFiles = () => [...filesUnder(h.config.blobs.primary.path!), ...filesUnder(h.config.blobs.replica.path!)];
 
     before(async () => {
-      h = await startHarness(driver, { now: () => now });
+      h = await startHarness(driver, { now: () => now, env: { STRONGROOM_FILES__MAX_BYTES: String(1024 * 1024) } });
       t = await h.tenant('files');
     });
     after(() => h.close());
@@ -70,6 +70,9 @@ for (const driver of DRIVERS) {
       }
       assert.equal((await put('bad\u0001name', 'x')).status, 400);
       assert.equal((await put('ok.txt', 'x', { 'content-type': 'not a type' })).status, 415);
+      const tooBig = await put('big/too-big.bin', Buffer.alloc(1024 * 1024 + 1), { 'content-type': 'application/octet-stream' });
+      assert.equal(tooBig.status, 413, tooBig.text);
+      assert.equal(tooBig.json.error.code, 'payload_too_large');
       assert.equal(blobFiles().length, before, 'no blob was left behind');
     });
 

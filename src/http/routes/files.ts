@@ -9,7 +9,7 @@ import { readSignedFile, signFileUrl } from '../../core/files/signed-urls.js';
 import { storageStatus } from '../../core/files/blob-repairs.js';
 import { PayloadTooLargeError } from '../../errors.js';
 import { metaOf, principalOf } from '../request-context.js';
-import { PageQuery, Strict, TenantParams, pageLimit, withErrors } from '../schemas.js';
+import { ErrorResponse, PageQuery, Strict, TenantParams, pageLimit, withErrors } from '../schemas.js';
 
 const FileParams = Strict({ tenantId: TenantParams.properties.tenantId, '*': Type.String({ minLength: 1, maxLength: 1024, description: 'the file path' }) });
 type FileParams = Static<typeof FileParams>;
@@ -68,7 +68,7 @@ async function uploadRoutes(app: FastifyInstance, { core }: { core: Core }): Pro
         tags: ['files'],
         params: FileParams,
         headers: Type.Object({ 'content-sha256': Type.Optional(Type.String({ maxLength: 64 })) }),
-        response: withErrors({ 201: FileView, 413: FileView }),
+        response: withErrors({ 201: FileView, 413: ErrorResponse }),
       },
     },
     async (request, reply) => {
