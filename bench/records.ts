@@ -197,7 +197,7 @@ function secureEvidence(figures: ServerFigures): { lines: string[]; ok: boolean 
       lines: [
         `audit events (ok): record.put ${puts.toLocaleString('en-US')}, record.get ${gets.toLocaleString('en-US')} ` +
           `(≥ acknowledged writes ${figures.write.ok.toLocaleString('en-US')} and reads ${(figures.read?.ok ?? 0).toLocaleString('en-US')}: ${ok ? 'yes' : 'NO'})`,
-        `rows: records ${rows('records')}, record_versions ${rows('record_versions')}, record_index ${rows('record_index')}, change_log ${rows('change_log')}, audit_events ${rows('audit_events')}`,
+        `rows: records ${rows('records')}, record_versions ${rows('record_versions')}, record_index ${rows('record_index')}, audit_events ${rows('audit_events')}`,
       ],
     };
   } finally {

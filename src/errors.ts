@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'unavailable'
   | 'integrity'
+  | 'recovery_failed'
   | 'invalid_config'
   | 'internal';
 
@@ -131,6 +132,16 @@ export class EgressFailedError extends UnavailableError {
 export class IntegrityError extends StrongroomError {
   constructor(message: string) {
     super('integrity', message);
+  }
+}
+
+/**
+ * A restore or drill that cannot give what was asked: a target outside the retained window, a gap
+ * in the change log, a part that fails verification. The message names the part and the reason.
+ */
+export class RecoveryError extends StrongroomError {
+  constructor(message: string) {
+    super('recovery_failed', message);
   }
 }
 

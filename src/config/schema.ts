@@ -224,6 +224,19 @@ export const ConfigSchema = Obj({
     /** Who hears of operator-level events (break-glass use, purges). */
     operatorEmails: Type.Array(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }), { default: [] }),
   }),
+  /** Point-in-time recovery: the change log shipped to the blob store, daily backups, restore drills. */
+  recovery: Obj({
+    /** How often new change-log entries are shipped; with the write of a segment, this bounds the RPO. */
+    shipIntervalMs: Type.Integer({ minimum: 50, maximum: 1000, default: 250 }),
+    /** A segment is cut at this size even within one interval. */
+    segmentMaxBytes: Type.Integer({ minimum: 64 * 1024, maximum: 64 * 1024 * 1024, default: 4 * 1024 * 1024 }),
+    /** Shipped segments are kept this long: the point-in-time window. */
+    segmentRetentionDays: Type.Integer({ minimum: 1, maximum: 365, default: 7 }),
+    /** How often a full backup is taken. */
+    backupIntervalHours: Type.Integer({ minimum: 1, maximum: 24 * 7, default: 24 }),
+    /** Backups are kept this long (never the newest one, nor one that segments still depend on). */
+    backupRetentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+  }),
   log: Obj({
     level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

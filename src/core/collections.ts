@@ -2,7 +2,6 @@ import { planBlindIndex } from '../crypto/blind-index.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
 import type { Tx } from '../store/db/group-commit.js';
-import { appendChange } from '../journal/change-log.js';
 import type { Core, Principal, RequestMeta } from './context.js';
 import { auditInTx, plainTarget } from './audit-events.js';
 import { COLLECTION_NAME, FIELD_NAME, checkFormat } from './ids.js';
@@ -86,15 +85,6 @@ export async function declareCollection(
         .where('name', '=', name)
         .execute();
     }
-    await appendChange(tx, batch, {
-      tenantId,
-      at: now,
-      op: 'collection.put',
-      collection: name,
-      recordKey: Buffer.alloc(0),
-      version: 0,
-      payload: Buffer.from(JSON.stringify(spec)),
-    });
     await auditInTx(tx, batch, core, principal, meta, {
       tenantId,
       action: 'collection.put',

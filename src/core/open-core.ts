@@ -46,7 +46,7 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     await kms.close();
     throw error;
   }
-  const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch);
+  const committer = new GroupCommitter(db.writer, db.dialect, config.database.groupCommitMaxBatch, now);
   const keyring = new Keyring<Actor>({
     ttlMs: config.keys.dataKeyCacheSeconds * 1000,
     maxEntries: config.keys.dataKeyCacheEntries,

@@ -2,7 +2,6 @@ import { blindIndexToken, canonicalIndexValue } from '../crypto/blind-index.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord, type DataKey } from '../crypto/record-cipher.js';
 import { recordKeyFor } from '../crypto/record-key.js';
 import { BadRequestError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors.js';
-import { appendChange } from '../journal/change-log.js';
 import { authorize } from '../policy/authorize.js';
 import type { Tx } from '../store/db/group-commit.js';
 import type { Core, Principal, RequestMeta } from './context.js';
@@ -88,10 +87,6 @@ function checkPreconditions(current: { version: number; deleted: number } | unde
   }
 }
 
-/** Serializes the change-log payload: the sealed body, then each index token, length-prefixed. */
-const changePayload = (body: Buffer, tokens: { field: string; token: Buffer }[]) =>
-  encodeAad([body, ...tokens.flatMap((t) => [t.field, t.token])]);
-
 async function currentRow(tx: Tx, tenantId: string, collection: string, recordKey: Buffer) {
   return tx
     .selectFrom('records')
@@ -164,7 +159,6 @@ export async function putRecord(
       .insertInto('record_versions')
       .values({ tenant_id: tenantId, collection, record_key: recordKey, version, op: 'put', body, created_at: now })
       .execute();
-    await appendChange(tx, batch, { tenantId, at: now, op: 'record.put', collection, recordKey, version, payload: changePayload(body, tokens) });
     await auditInTx(tx, batch, core, principal, meta, {
       tenantId,
       action: 'record.put',
@@ -269,7 +263,6 @@ export async function deleteRecord(core: Core, principal: Principal, meta: Reque
       .insertInto('record_versions')
       .values({ tenant_id: tenantId, collection, record_key: recordKey, version, op: 'delete', body, created_at: now })
       .execute();
-    await appendChange(tx, batch, { tenantId, at: now, op: 'record.delete', collection, recordKey, version, payload: changePayload(body, []) });
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'record.delete', target: recordTarget(dataKey, address), result: 'ok' });
     return { version };
   });

@@ -19,6 +19,7 @@ const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   unavailable: 503,
   integrity: 500,
+  recovery_failed: 422,
   invalid_config: 500,
   internal: 500,
 };
@@ -33,6 +34,7 @@ const CODE_FOR_STATUS: Record<number, ErrorCode> = {
   412: 'precondition_failed',
   413: 'payload_too_large',
   416: 'range_not_satisfiable',
+  422: 'recovery_failed',
   415: 'unsupported_media_type',
   429: 'rate_limited',
   503: 'unavailable',

@@ -13,6 +13,7 @@ import { kekName } from '../core/tenant-keys.js';
 import { auditedSecretStore } from '../core/open-core.js';
 import { SYSTEM_SECRETS_KEY } from '../secrets/store.js';
 import type { Job } from './jobs.js';
+import { shipContinuously } from './ship-loop.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -44,6 +45,13 @@ export function backgroundJobs(config: Config): Job[] {
       run: async (core) => `${await core.kms.destroyDueVersions()} key versions destroyed`,
     },
   ];
+  jobs.push({
+    // Runs continuously while it holds its lease: the change log reaches the blob store within the interval.
+    name: 'journal.ship',
+    everyMs: 0,
+    leaseMs: 3 * SECOND,
+    run: (core, signal) => shipContinuously(core, config.recovery, signal),
+  });
   let transports: Transports | null = null;
   jobs.push(
     {

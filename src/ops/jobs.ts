@@ -9,8 +9,11 @@ export interface Job {
   everyMs: number;
   /** Overrides the runner's lease length: a frequent, short job takes over sooner after its instance died. */
   leaseMs?: number;
-  /** Does the work; returns a one-line summary for the schedule table and the log. */
-  run(core: Core): Promise<string>;
+  /**
+   * Does the work; returns a one-line summary for the schedule table and the log. `signal` aborts
+   * when the runner stops or the lease is lost, so a long run can end early and cleanly.
+   */
+  run(core: Core, signal: AbortSignal): Promise<string>;
 }
 
 export interface JobRunner {
@@ -40,6 +43,7 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
   const log = options.log ?? (() => undefined);
   const byName = new Map(jobs.map((job) => [job.name, job]));
   const running = new Set<Promise<unknown>>();
+  const aborts = new Set<AbortController>();
   let stopped = false;
 
   // Through the group committer, which owns the writer connection, in the system's scope: no tenant's chain moves.
@@ -69,15 +73,23 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
   }
 
   async function execute(job: Job): Promise<string> {
+    const abort = new AbortController();
+    aborts.add(abort);
     const renew = setInterval(() => {
       void submit(async (tx) => {
-        await tx.updateTable('job_schedule').set({ lease_until: core.now() + leaseOf(job.name) }).where('name', '=', job.name).where('lease_owner', '=', owner).execute();
+        const renewed = await tx
+          .updateTable('job_schedule')
+          .set({ lease_until: core.now() + leaseOf(job.name) })
+          .where('name', '=', job.name)
+          .where('lease_owner', '=', owner)
+          .executeTakeFirst();
+        if (Number(renewed.numUpdatedRows) === 0) abort.abort();
       }).catch(() => undefined);
     }, Math.max(1, Math.floor(leaseOf(job.name) / 3)));
     let result: string;
     let ok = true;
     try {
-      result = await job.run(core);
+      result = await job.run(core, abort.signal);
       log('info', { job: job.name, result }, 'job finished');
     } catch (error) {
       ok = false;
@@ -85,6 +97,7 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
       log('error', { job: job.name, err: (error as Error).message }, 'job failed; it runs again when next due');
     } finally {
       clearInterval(renew);
+      aborts.delete(abort);
     }
     await submit(async (tx) => {
       const now = core.now();
@@ -135,6 +148,7 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
     async stop() {
       stopped = true;
       clearInterval(timer);
+      for (const abort of aborts) abort.abort();
       await Promise.allSettled([...running]);
     },
   };

@@ -7,7 +7,6 @@ export const TENANT_TABLES = [
   'records',
   'record_versions',
   'record_index',
-  'change_log',
   'audit_events',
   'collections',
   'api_keys',

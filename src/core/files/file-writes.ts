@@ -1,9 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { createEncryptStream } from '../../crypto/stream-cipher.js';
-import { encodeAad, sealRecord, type DataKey } from '../../crypto/record-cipher.js';
+import { sealRecord, type DataKey } from '../../crypto/record-cipher.js';
 import { BadRequestError, NotFoundError, PayloadTooLargeError } from '../../errors.js';
-import { appendChange } from '../../journal/change-log.js';
 import { authorize } from '../../policy/authorize.js';
 import type { StoredObject } from '../../store/blob/blob-store.js';
 import type { BatchState, Tx } from '../../store/db/group-commit.js';
@@ -37,7 +36,6 @@ const newObjectKey = (tenantId: string) => `files/${tenantId}/${randomId(20)}`;
 const fileTarget = (key: DataKey, tenantId: string, path: string, version: number, extra = '') => sealedTarget(key, tenantId, `file:${path} v${version}${extra}`);
 
 /** The change-log payload of a file version: the blob it points to, its digest and size, and the sealed metadata. */
-const changePayload = (objectKey: string, stored: StoredObject, metaEnc: Buffer) => encodeAad([objectKey, stored.sha256, String(stored.size), metaEnc]);
 
 interface NewVersion {
   op: 'put' | 'delete';
@@ -99,15 +97,6 @@ async function commitVersion(
       noncurrent_since: null,
     })
     .execute();
-  await appendChange(tx, batch, {
-    tenantId,
-    at: now,
-    op: next.op === 'put' ? 'file.put' : 'file.delete',
-    collection: '$files',
-    recordKey: pathKey,
-    version,
-    payload: changePayload(next.objectKey ?? '', next.stored, metaEnc),
-  });
   await auditInTx(tx, batch, core, principal, meta, { tenantId, action: audit.action, target: fileTarget(dataKey, tenantId, next.meta.path, version, audit.extra), result: 'ok' });
   return fileView(next.meta, { version, size: next.size, created_at: now });
 }

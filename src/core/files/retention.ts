@@ -1,4 +1,3 @@
-import { appendChange } from '../../journal/change-log.js';
 import { auditInTx, plainTarget } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
 
@@ -18,7 +17,7 @@ export interface RetentionResult {
  * Removes, for one tenant, what the retention window no longer keeps: file versions non-current for
  * longer than it, files deleted for longer than it (tombstone, folder tokens and all), record versions
  * superseded for longer than it, and records deleted for longer than it. One transaction per
- * batch, with its change-log entries and one audit event. Returns the blobs no version refers to
+ * batch, with one audit event. Returns the blobs no version refers to
  * any more, for the caller to delete once the rows are gone.
  */
 async function expireTenant(core: Core, tenantId: string, cutoff: number, totals: RetentionResult): Promise<string[]> {
@@ -38,11 +37,9 @@ async function expireTenant(core: Core, tenantId: string, cutoff: number, totals
       .where('updated_at', '<', cutoff)
       .limit(BATCH)
       .execute();
-    const at = core.now();
     const released = versions.map((v) => v.object_key);
     for (const v of versions) {
       await tx.deleteFrom('file_versions').where('tenant_id', '=', tenantId).where('path_key', '=', v.path_key).where('version', '=', v.version).execute();
-      await appendChange(tx, batch, { tenantId, at, op: 'file.expire', collection: '$files', recordKey: v.path_key, version: Number(v.version), payload: Buffer.alloc(0) });
     }
     for (const f of tombstones) {
       // Its earlier versions went non-current when it was deleted, so they are expiring too.
@@ -51,7 +48,6 @@ async function expireTenant(core: Core, tenantId: string, cutoff: number, totals
       await tx.deleteFrom('file_versions').where('tenant_id', '=', tenantId).where('path_key', '=', f.path_key).execute();
       await tx.deleteFrom('file_folders').where('tenant_id', '=', tenantId).where('path_key', '=', f.path_key).execute();
       await tx.deleteFrom('files').where('tenant_id', '=', tenantId).where('path_key', '=', f.path_key).execute();
-      await appendChange(tx, batch, { tenantId, at, op: 'file.expire', collection: '$files', recordKey: f.path_key, version: Number(f.version), payload: Buffer.alloc(0) });
     }
     const superseded = await tx
       .deleteFrom('record_versions as rv')
@@ -72,7 +68,6 @@ async function expireTenant(core: Core, tenantId: string, cutoff: number, totals
     for (const r of goneRecords) {
       await tx.deleteFrom('record_versions').where('tenant_id', '=', tenantId).where('collection', '=', r.collection).where('record_key', '=', r.record_key).execute();
       await tx.deleteFrom('records').where('tenant_id', '=', tenantId).where('collection', '=', r.collection).where('record_key', '=', r.record_key).execute();
-      await appendChange(tx, batch, { tenantId, at, op: 'record.expire', collection: r.collection, recordKey: r.record_key, version: Number(r.version), payload: Buffer.alloc(0) });
     }
     const counts = { fileVersions: versions.length, files: tombstones.length, recordVersions: Number(superseded.numDeletedRows), records: goneRecords.length };
     if (Object.values(counts).some((n) => n > 0)) {

@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { loadTenantHeads } from './heads.js';
+import { appendEntries, StatementRecorder, type JournalEntry } from './statement-journal.js';
 import type { Tables } from './tables.js';
 
 export type Tx = Transaction<Tables>;
@@ -72,6 +73,8 @@ export class GroupCommitter {
     private readonly db: Kysely<Tables>,
     private readonly dialect: 'sqlite' | 'postgres',
     private readonly maxBatch: number,
+    /** The time each change-log entry records. */
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** Runs `run` in the next batch; `tenantId` names the tenant whose chain heads it will move. */
@@ -107,12 +110,15 @@ export class GroupCommitter {
       try {
         const state = new BatchState(this.dialect);
         await loadTenantHeads(tx, state, [...new Set(batch.map((op) => op.tenantId))].sort());
+        const entries: JournalEntry[] = [];
         for (const op of batch) {
           const savepoint = await tx.savepoint('op').execute();
           try {
-            const value = await op.run(savepoint, state);
+            const recorder = new StatementRecorder();
+            const value = await op.run(savepoint.withPlugin(recorder), state);
             await savepoint.releaseSavepoint('op').execute();
             state.keep();
+            if (recorder.statements.length > 0) entries.push({ tenantId: op.tenantId, statements: recorder.statements });
             results.push({ ok: true, value });
           } catch (error) {
             await savepoint.rollbackToSavepoint('op').execute();
@@ -121,6 +127,7 @@ export class GroupCommitter {
           }
         }
         await state.flush(tx);
+        if (entries.length > 0) await appendEntries(tx, entries, this.now());
         await tx.commit().execute();
       } catch (error) {
         await tx.rollback().execute().catch(() => undefined);

@@ -1,10 +1,9 @@
 import type { BatchState, Tx } from './group-commit.js';
 
-/** The head of a tenant's audit chain and change log, as the current batch sees it. */
+/** The head of a tenant's audit chain, as the current batch sees it. */
 export interface TenantHead {
   auditSeq: number;
   auditHash: Buffer;
-  changeSeq: number;
 }
 
 export const GENESIS_HASH = Buffer.alloc(32);
@@ -19,7 +18,7 @@ const headKey = (tenantId: string) => `head:${tenantId}`;
 export async function loadTenantHeads(tx: Tx, batch: BatchState, tenantIds: string[]): Promise<void> {
   let query = tx
     .selectFrom('tenant_heads')
-    .select(['tenant_id', 'audit_seq', 'audit_hash', 'change_seq'])
+    .select(['tenant_id', 'audit_seq', 'audit_hash'])
     .where('tenant_id', 'in', tenantIds)
     .orderBy('tenant_id');
   if (batch.dialect === 'postgres') query = query.forUpdate();
@@ -29,13 +28,13 @@ export async function loadTenantHeads(tx: Tx, batch: BatchState, tenantIds: stri
     batch.prime<TenantHead>(
       headKey(tenantId),
       row
-        ? { auditSeq: Number(row.audit_seq), auditHash: row.audit_hash, changeSeq: Number(row.change_seq) }
-        : { auditSeq: 0, auditHash: GENESIS_HASH, changeSeq: 0 },
+        ? { auditSeq: Number(row.audit_seq), auditHash: row.audit_hash }
+        : { auditSeq: 0, auditHash: GENESIS_HASH },
     );
   }
 }
 
-/** The head of a tenant's audit chain and change log as this batch sees it. */
+/** The head of a tenant's audit chain as this batch sees it. */
 export function tenantHead(batch: BatchState, tenantId: string): TenantHead {
   const head = batch.get<TenantHead>(headKey(tenantId));
   if (!head) throw new Error(`an operation on tenant ${tenantId} was submitted for another tenant`);
@@ -48,7 +47,6 @@ export function advanceHead(batch: BatchState, tenantId: string, head: TenantHea
     const values = {
       audit_seq: head.auditSeq,
       audit_hash: head.auditHash,
-      change_seq: head.changeSeq,
     };
     await tx
       .insertInto('tenant_heads')

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Migration } from 'kysely';
 
 /**
@@ -5,6 +6,9 @@ import { sql, type Kysely, type Migration } from 'kysely';
  * `bigint` holds millisecond times and sequence numbers, `blob` maps to bytea on PostgreSQL.
  */
 type Dialect = 'sqlite' | 'postgres';
+
+/** A timeline names one history of the journal; a whole-database restore starts a new one. */
+export const newTimelineId = () => randomBytes(8).toString('hex');
 
 const binary = (dialect: Dialect) => (dialect === 'postgres' ? 'bytea' : 'blob');
 
@@ -362,6 +366,44 @@ function notifications(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * The change log becomes a journal of write statements in one sequence for the whole database
+ * (journal_head), on a timeline that a whole-database restore forks; ship_head is how far the
+ * shipper has copied it to the blob store, and the hash of the last segment it wrote.
+ */
+function journal(dialect: Dialect): Migration {
+  const bin = binary(dialect);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropTable('change_log').execute();
+      await db.schema.alterTable('tenant_heads').dropColumn('change_seq').execute();
+      await db.schema
+        .createTable('change_log')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('statements', bin, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('change_log_tenant').on('change_log').columns(['tenant_id', 'seq']).execute();
+      await db.schema
+        .createTable('journal_head')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('timeline', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .execute();
+      await sql`insert into journal_head (id, timeline, seq) values (1, ${newTimelineId()}, 0)`.execute(db);
+      await db.schema
+        .createTable('ship_head')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('hash', bin, (c) => c.notNull())
+        .addColumn('shipped_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await sql`insert into ship_head (id, seq, hash, shipped_at) values (1, 0, ${Buffer.alloc(32)}, 0)`.execute(db);
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -374,5 +416,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0008_data_key_retirement': dataKeyRetirement,
     '0009_files': files(dialect),
     '0010_notifications': notifications(dialect),
+    '0011_journal': journal(dialect),
   };
 }

@@ -15,6 +15,11 @@ export interface Database {
   readonly writer: Kysely<Tables>;
   /** Committed reads; on SQLite a second WAL connection so reads do not queue behind a commit. */
   readonly reader: Kysely<Tables>;
+  /**
+   * Runs `read` on a connection of its own inside one read-only transaction: everything it reads is
+   * the database at one instant, however long it takes, while writes go on (for backups).
+   */
+  snapshot<T>(read: (db: Kysely<Tables>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -62,6 +67,17 @@ function openSqlite(file: string): Database {
     dialect: 'sqlite',
     writer: writerDb,
     reader: readerDb,
+    async snapshot(read) {
+      const connection = new SQLite(file, { readonly: true });
+      connection.pragma('busy_timeout = 5000');
+      const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: connection }) });
+      try {
+        // WAL: the first read of a transaction fixes the snapshot it sees until it ends.
+        return await db.transaction().execute(read);
+      } finally {
+        await db.destroy();
+      }
+    },
     async close() {
       await readerDb.destroy();
       await writerDb.destroy();
@@ -94,6 +110,12 @@ function openPostgres(opts: Extract<DatabaseOptions, { driver: 'postgres' }>): D
     dialect: 'postgres',
     writer: db,
     reader: db,
+    snapshot: (read) =>
+      db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .setAccessMode('read only')
+        .execute(read),
     close: () => db.destroy(),
   };
 }

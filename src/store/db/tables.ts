@@ -13,12 +13,11 @@ export interface TenantsTable {
   require_mfa: number;
 }
 
-/** Per tenant: the heads of its audit hash chain and of its change log. */
+/** Per tenant: the head of its audit hash chain. */
 export interface TenantHeadsTable {
   tenant_id: string;
   audit_seq: number;
   audit_hash: Buffer;
-  change_seq: number;
 }
 
 export interface DataKeysTable {
@@ -105,15 +104,28 @@ export interface AuditEventsTable {
   hash: Buffer;
 }
 
+/** One committed operation's write statements (see statement-journal.ts), until shipped. */
 export interface ChangeLogTable {
-  tenant_id: string;
   seq: number;
+  /** The tenant whose operation it was, or `_system`. */
+  tenant_id: string;
   at: number;
-  op: string;
-  collection: string;
-  record_key: Buffer;
-  version: number;
-  payload: Buffer;
+  statements: Buffer;
+}
+
+/** One row: the timeline of this database's history and the sequence of its last journaled operation. */
+export interface JournalHeadTable {
+  id: number;
+  timeline: string;
+  seq: number;
+}
+
+/** One row: the last sequence shipped to the blob store and the hash of the segment that holds it. */
+export interface ShipHeadTable {
+  id: number;
+  seq: number;
+  hash: Buffer;
+  shipped_at: number;
 }
 
 export interface AccessRequestsTable {
@@ -278,6 +290,8 @@ export interface Tables {
   record_index: RecordIndexTable;
   audit_events: AuditEventsTable;
   change_log: ChangeLogTable;
+  journal_head: JournalHeadTable;
+  ship_head: ShipHeadTable;
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
   webhooks: WebhooksTable;

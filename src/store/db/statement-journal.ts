@@ -1,0 +1,134 @@
+import { createQueryId, type Kysely, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryId, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
+import type { Tx } from './group-commit.js';
+import type { Tables } from './tables.js';
+
+/**
+ * The change log holds, for each committed operation, the write statements it executed, as Kysely
+ * operation trees with their values bound. Replaying them in order on a copy of the database as it
+ * was before reproduces the database exactly, whichever table a feature writes to, and they compile
+ * for SQLite or PostgreSQL alike, so a backup of one can be restored into the other.
+ *
+ * Tables of the deployment's own working state (leases, queues, progress, chain heads) are not
+ * journaled: a restore rebuilds or starts them afresh.
+ */
+export const UNJOURNALED_TABLES: ReadonlySet<string> = new Set([
+  'tenant_heads',
+  'journal_head',
+  'change_log',
+  'ship_head',
+  'job_runs',
+  'job_schedule',
+  'outbox',
+  'deliveries',
+  'delivery_attempts',
+  'blob_repairs',
+  'signed_url_uses',
+]);
+
+const MUTATING_SQL = /^\s*(insert|update|delete)\b/i;
+
+interface TableNodeLike {
+  kind: string;
+  table?: { identifier?: { name?: string } };
+  node?: TableNodeLike;
+}
+
+function tableName(node: TableNodeLike | undefined): string | null {
+  if (!node) return null;
+  if (node.kind === 'AliasNode') return tableName(node.node);
+  return node.table?.identifier?.name ?? null;
+}
+
+/** The table a write statement changes; null for a read. Raw SQL names its table in its own text. */
+function writtenTable(node: RootOperationNode): string | null {
+  switch (node.kind) {
+    case 'InsertQueryNode':
+      return tableName(node.into as TableNodeLike | undefined);
+    case 'UpdateQueryNode':
+      return tableName(node.table as TableNodeLike | undefined);
+    case 'DeleteQueryNode':
+      return tableName(node.from.froms[0] as TableNodeLike | undefined);
+    case 'RawNode':
+      return MUTATING_SQL.test(node.sqlFragments[0] ?? '') ? '' : null;
+    default:
+      return null;
+  }
+}
+
+/**
+ * Collects the write statements one operation executes successfully. A statement is kept only once
+ * the database has answered it, so a failed one that the operation recovers from is not replayed,
+ * and only if it changed a row, so a background sweep that found nothing leaves no entry.
+ */
+export class StatementRecorder implements KyselyPlugin {
+  readonly statements: RootOperationNode[] = [];
+  private readonly pending = new WeakMap<QueryId, RootOperationNode>();
+
+  transformQuery({ node, queryId }: PluginTransformQueryArgs): RootOperationNode {
+    const table = writtenTable(node);
+    if (table !== null && !UNJOURNALED_TABLES.has(table)) this.pending.set(queryId, node);
+    return node;
+  }
+
+  async transformResult({ result, queryId }: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    const node = this.pending.get(queryId);
+    if (node && result.numAffectedRows !== 0n) this.statements.push(node);
+    return result;
+  }
+}
+
+/** JSON, with byte strings and big integers tagged so they come back as they went in (statements and backed-up rows). */
+export function stringifyTagged(value: unknown): string {
+  return JSON.stringify(value, function (this: Record<string, unknown>, key, replaced: unknown) {
+    const raw = this[key];
+    if (Buffer.isBuffer(raw)) return { $b: raw.toString('base64') };
+    if (typeof raw === 'bigint') return { $n: raw.toString() };
+    return replaced;
+  });
+}
+
+export function parseTagged(text: string): unknown {
+  return JSON.parse(text, (_key, value: unknown) => {
+    if (value !== null && typeof value === 'object') {
+      const tagged = value as { $b?: unknown; $n?: unknown };
+      if (typeof tagged.$b === 'string') return Buffer.from(tagged.$b, 'base64');
+      if (typeof tagged.$n === 'string') return BigInt(tagged.$n);
+    }
+    return value;
+  });
+}
+
+export const encodeStatements = (statements: readonly RootOperationNode[]) => Buffer.from(stringifyTagged(statements));
+
+/** Executes journaled statements, compiled for `db`'s own dialect. */
+export async function replayStatements(db: Kysely<Tables>, statements: readonly RootOperationNode[]): Promise<void> {
+  const executor = db.getExecutor();
+  for (const node of statements) {
+    await executor.executeQuery(executor.compileQuery(node, createQueryId()));
+  }
+}
+
+export interface JournalEntry {
+  tenantId: string;
+  statements: RootOperationNode[];
+}
+
+/**
+ * Appends a batch's operations to the change log in the batch's own transaction, so an entry exists
+ * exactly when its change does. The sequence is one for the whole database: on PostgreSQL the
+ * journal head's row lock orders the commits of every instance, so entries become visible in
+ * sequence order, without gaps.
+ */
+export async function appendEntries(tx: Tx, entries: readonly JournalEntry[], at: number): Promise<void> {
+  const head = await tx
+    .updateTable('journal_head')
+    .set((eb) => ({ seq: eb('seq', '+', entries.length) }))
+    .where('id', '=', 1)
+    .returning('seq')
+    .executeTakeFirstOrThrow();
+  const first = Number(head.seq) - entries.length + 1;
+  const rows = entries.map((entry, i) => ({ seq: first + i, tenant_id: entry.tenantId, at, statements: encodeStatements(entry.statements) }));
+  for (let i = 0; i < rows.length; i += INSERT_ROWS) await tx.insertInto('change_log').values(rows.slice(i, i + INSERT_ROWS)).execute();
+}
+
+const INSERT_ROWS = 200;

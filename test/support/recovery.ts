@@ -1,0 +1,39 @@
+// Helpers for recovery tests: waiting for the shipper, and empty databases to restore into.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { shippingStatus } from '../../src/core/recovery/ship.js';
+import { openDatabase, type Database } from '../../src/store/db/open.js';
+import { freshPostgresUrl, type Driver, type Harness } from './strongroom.js';
+
+/** Waits until the running shipper has shipped every entry journaled so far; returns that sequence. */
+export async function waitShipped(h: Harness, timeoutMs = 20_000): Promise<number> {
+  const { journalSeq } = await shippingStatus(h.core);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await shippingStatus(h.core);
+    if (status.shippedSeq >= journalSeq) return journalSeq;
+    if (Date.now() > deadline) throw new Error(`shipping stalled at ${status.shippedSeq} of ${journalSeq}`);
+    await sleep(50);
+  }
+}
+
+/** A freshly migrated, empty database of the given kind; `close` also removes it (SQLite). */
+export async function emptyDatabase(driver: Driver): Promise<Database & { where: string }> {
+  if (driver === 'postgres') {
+    const url = await freshPostgresUrl();
+    const db = await openDatabase({ driver: 'postgres', url, sslMode: 'disable', caFile: null, poolSize: 4 });
+    return Object.assign(db, { where: url });
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'strongroom-restore-'));
+  const db = await openDatabase({ driver: 'sqlite', file: join(dir, 'restored.db') });
+  const close = db.close.bind(db);
+  return Object.assign(db, {
+    where: dir,
+    async close() {
+      await close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
