@@ -5,6 +5,7 @@ import { maskedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { StrongroomError } from '../errors.js';
 import { configFrom, prepareDataDir, type GlobalOptions } from './runtime.js';
+import { registerRecoveryCommands } from './recovery-commands.js';
 
 // The server, the database drivers and the KMS load only for the commands that use them.
 const openCore = async (...args: Parameters<typeof import('../core/open-core.js').openCore>) =>
@@ -323,6 +324,8 @@ secrets
     await withSecretStore((store) => store.delete(name));
     say(`secret ${name} deleted`);
   });
+
+registerRecoveryCommands(program, globals);
 
 program.parseAsync().catch((error: unknown) => {
   const message = error instanceof StrongroomError ? error.message : error instanceof Error ? error.message : String(error);

@@ -236,6 +236,10 @@ export const ConfigSchema = Obj({
     backupIntervalHours: Type.Integer({ minimum: 1, maximum: 24 * 7, default: 24 }),
     /** Backups are kept this long (never the newest one, nor one that segments still depend on). */
     backupRetentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+    /** How often the whole database is restored into a scratch database and compared with the live one; 0: never. */
+    drillFullHours: Type.Integer({ minimum: 0, maximum: 24 * 30, default: 24 }),
+    /** How often one random tenant is restored and compared; 0: never. */
+    drillTenantHours: Type.Integer({ minimum: 0, maximum: 24 * 30, default: 1 }),
   }),
   log: Obj({
     level: Type.Union(

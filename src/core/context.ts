@@ -18,6 +18,11 @@ export interface FileSettings {
   signedUrlMaxSeconds: number;
 }
 
+export interface RecoverySettings {
+  /** Largest change-log segment the shipper writes. */
+  segmentMaxBytes: number;
+}
+
 /** Everything the domain operations need, injected so tests control the clock. */
 export interface Core {
   db: Database;
@@ -31,6 +36,7 @@ export interface Core {
   /** File ciphertext, on a primary and a replica. */
   blobs: ReplicatedBlobStore;
   files: FileSettings;
+  recovery: RecoverySettings;
   now: () => number;
 }
 

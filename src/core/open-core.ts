@@ -63,6 +63,7 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     limits: config.records,
     blobs,
     files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * 86_400_000, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
+    recovery: { segmentMaxBytes: config.recovery.segmentMaxBytes },
     now,
     async close() {
       await committer.close();

@@ -14,6 +14,9 @@ import { auditedSecretStore } from '../core/open-core.js';
 import { SYSTEM_SECRETS_KEY } from '../secrets/store.js';
 import type { Job } from './jobs.js';
 import { shipContinuously } from './ship-loop.js';
+import { takeBackup } from '../core/recovery/backup.js';
+import { runDrill } from '../core/recovery/drill.js';
+import { pruneRecovery } from '../core/recovery/prune.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -50,8 +53,45 @@ export function backgroundJobs(config: Config): Job[] {
     name: 'journal.ship',
     everyMs: 0,
     leaseMs: 3 * SECOND,
-    run: (core, signal) => shipContinuously(core, config.recovery, signal),
+    run: (core, signal) => shipContinuously(core, config.recovery.shipIntervalMs, signal),
   });
+  const { recovery } = config;
+  jobs.push(
+    {
+      name: 'recovery.backup',
+      everyMs: recovery.backupIntervalHours * HOUR,
+      // A new deployment's first backup, once it has something in it.
+      firstRunDelayMs: 10 * MINUTE,
+      run: async (core) => {
+        const backup = await takeBackup(core);
+        return `backup ${backup.backupId} at sequence ${backup.seq}: ${backup.parts.length} parts`;
+      },
+    },
+    {
+      // The only job that deletes from the recovery store.
+      name: 'recovery.prune',
+      everyMs: 6 * HOUR,
+      firstRunDelayMs: 6 * HOUR,
+      run: async (core) => {
+        const pruned = await pruneRecovery(core, { segmentRetentionMs: recovery.segmentRetentionDays * DAY, backupRetentionMs: recovery.backupRetentionDays * DAY });
+        return `${pruned.backups} backups and ${pruned.segments} segments removed`;
+      },
+    },
+  );
+  for (const [kind, hours] of [['full', recovery.drillFullHours], ['tenant', recovery.drillTenantHours]] as const) {
+    if (hours > 0) {
+      jobs.push({
+        name: `recovery.drill-${kind}`,
+        everyMs: hours * HOUR,
+        // The first drill once a backup exists to restore.
+        firstRunDelayMs: Math.max(hours * HOUR, 15 * MINUTE),
+        run: async (core) => {
+          const drill = await runDrill(core, kind);
+          return `${drill.ok ? 'verified' : 'FAILED'}: ${drill.detail}`;
+        },
+      });
+    }
+  }
   let transports: Transports | null = null;
   jobs.push(
     {

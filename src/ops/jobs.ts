@@ -9,6 +9,8 @@ export interface Job {
   everyMs: number;
   /** Overrides the runner's lease length: a frequent, short job takes over sooner after its instance died. */
   leaseMs?: number;
+  /** How long after the job is first scheduled (a new deployment) its first run waits; 0 by default. */
+  firstRunDelayMs?: number;
   /**
    * Does the work; returns a one-line summary for the schedule table and the log. `signal` aborts
    * when the runner stops or the lease is lost, so a long run can end early and cleanly.
@@ -52,7 +54,11 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
   async function ensureRows(): Promise<void> {
     await submit(async (tx) => {
       for (const job of jobs) {
-        await tx.insertInto('job_schedule').values({ name: job.name, next_run_at: core.now() }).onConflict((oc) => oc.column('name').doNothing()).execute();
+        await tx
+          .insertInto('job_schedule')
+          .values({ name: job.name, next_run_at: core.now() + (job.firstRunDelayMs ?? 0) })
+          .onConflict((oc) => oc.column('name').doNothing())
+          .execute();
       }
     });
   }

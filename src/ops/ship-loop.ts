@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config/schema.js';
 import type { Core } from '../core/context.js';
 import { shipPending } from '../core/recovery/ship.js';
 
@@ -7,17 +6,17 @@ import { shipPending } from '../core/recovery/ship.js';
 const RUN_MS = 30_000;
 
 /** Ships every interval until the run's time is up or its signal aborts; returns what it shipped. */
-export async function shipContinuously(core: Core, recovery: Config['recovery'], signal: AbortSignal): Promise<string> {
+export async function shipContinuously(core: Core, intervalMs: number, signal: AbortSignal): Promise<string> {
   const started = Date.now();
   let segments = 0;
   let entries = 0;
   let shippedSeq = 0;
   while (!signal.aborted && Date.now() - started < RUN_MS) {
-    const shipped = await shipPending(core, recovery.segmentMaxBytes);
+    const shipped = await shipPending(core);
     segments += shipped.segments;
     entries += shipped.entries;
     shippedSeq = shipped.shippedSeq;
-    await sleep(recovery.shipIntervalMs, undefined, { signal }).catch(() => undefined);
+    await sleep(intervalMs, undefined, { signal }).catch(() => undefined);
   }
   return `${entries} entries shipped in ${segments} segments; shipped through ${shippedSeq}`;
 }

@@ -43,6 +43,8 @@ export const POLICY = {
   'ops.read': { roles: [], operators: EVERY_OPERATOR, grants: [] },
   'webhooks.manage': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
   'ops.notifications': { roles: [], operators: ['sre', 'security'], grants: [] },
+  // Restoring rewrites a tenant's records and files without reading them; it is audited in the tenant's log.
+  'ops.restore': { roles: [], operators: ['sre'], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;

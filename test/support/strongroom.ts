@@ -117,6 +117,9 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
     STRONGROOM_LOG__LEVEL: 'info',
     // Every test request comes from 127.0.0.1; the failure limit has its own test.
     STRONGROOM_AUTH__FAILURE_LIMIT__MAX_FAILURES: '10000',
+    // Restore drills have their own tests; elsewhere a test that moves the clock by days would start them.
+    STRONGROOM_RECOVERY__DRILL_FULL_HOURS: '0',
+    STRONGROOM_RECOVERY__DRILL_TENANT_HOURS: '0',
     ...extra.env,
   };
   if (driver === 'postgres') {

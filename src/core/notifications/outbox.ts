@@ -9,6 +9,7 @@ export const NOTIFICATION_EVENTS = [
   'tenant.terminated',
   'tenant.purge_scheduled',
   'tenant.purged',
+  'recovery.drill_failed',
   'webhook.test',
 ] as const;
 export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];

@@ -8,11 +8,12 @@ import { backupIdFor, backupObject, manifestObject, signManifest, SYSTEM_PART, t
 import { JOURNALED_TABLES } from '../../store/db/journaled-tables.js';
 import { stringifyTagged } from '../../store/db/statement-journal.js';
 import type { Tables } from '../../store/db/tables.js';
-import { SYSTEM_CHAIN } from '../audit-events.js';
+import { auditInTx, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
 import { newSystemKey, sealingKeyFor } from './recovery-keys.js';
 
 const BACKUP: Actor = { kind: 'system', name: 'recovery.backup' };
+const NO_REQUEST = { requestId: '-', sourceIp: '-' };
 
 export const partAad = (backupId: string, name: string) => encodeAad(['strongroom/backup-part', backupId, name]);
 export const backupKeyAad = (timeline: string, backupId: string) => ['backup', timeline, backupId];
@@ -77,6 +78,13 @@ export async function takeBackup(core: Core, onProgress: (progress: BackupProgre
       system.key.macKey,
     );
     await core.blobs.put(manifestObject(timeline, backupId), Readable.from([Buffer.from(JSON.stringify(manifest))]));
+    await core.committer.submit(SYSTEM_CHAIN, async (tx, batch) => {
+      await tx
+        .insertInto('backups')
+        .values({ backup_id: backupId, timeline, seq, taken_at: takenAt, finished_at: manifest.finishedAt, bytes: progress.bytes, parts: parts.length, pruned_at: null })
+        .execute();
+      await auditInTx(tx, batch, core, BACKUP, NO_REQUEST, { tenantId: SYSTEM_CHAIN, action: 'backup.take', target: plainTarget(`backup ${backupId}: sequence ${seq}, ${parts.length} parts, ${progress.bytes} bytes`), result: 'ok' });
+    });
     return manifest;
   });
 }

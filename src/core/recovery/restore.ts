@@ -185,9 +185,12 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
     };
     const end = { seq: baseSeq };
     if (goal === null || goal > baseSeq) {
+      let midOperation = false;
       for await (const entry of shippedEntries(source, timeline, baseSeq, tenant ?? null, keys, end)) {
-        if (goal !== null && entry.seq > goal) break;
+        // A target inside an operation that spans several entries takes the whole operation.
+        if (!midOperation && goal !== null && entry.seq > goal) break;
         if ('time' in options.target && entry.at > options.target.time) break;
+        midOperation = entry.continued;
         batch.push(entry);
         progress.entries += 1;
         reached = { seq: entry.seq, at: entry.at };
@@ -198,7 +201,7 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
     if (goal !== null && end.seq < goal) {
       throw new RecoveryError(`the shipped change log ends at sequence ${end.seq}; ${describe(options.target)} is not in it`);
     }
-    if (goal !== null) reached.seq = goal;
+    if (goal !== null) reached.seq = Math.max(goal, reached.seq);
     await rebuildHeads(db);
     const auditChains = await verifyRestored(target, tenant);
     return { timeline, backupId: base?.backupId ?? null, baseSeq, seq: reached.seq, at: reached.at, entries: progress.entries, rows: progress.rows, auditChains };

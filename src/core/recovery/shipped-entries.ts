@@ -13,6 +13,8 @@ export interface ShippedEntry {
   seq: number;
   at: number;
   tenant: string;
+  /** The operation goes on in the next entry. */
+  continued: boolean;
   statements: RootOperationNode[];
 }
 
@@ -53,7 +55,7 @@ export async function* shippedEntries(
       });
       verifySegmentMac(segment, systemKey.macKey, name);
       if (prevHash !== null && header.prev !== prevHash) throw new RecoveryError(`segment ${name}: does not continue the chain (the segment before it was changed or replaced)`);
-      if (i === 0 && range.from === 0 && header.prev !== GENESIS_SEGMENT_HASH) throw new RecoveryError(`segment ${name}: the first segment of the log names a predecessor`);
+      if (header.first === 1 && header.prev !== GENESIS_SEGMENT_HASH) throw new RecoveryError(`segment ${name}: the first segment of the log names a predecessor`);
       if (header.first > expected) throw new RecoveryError(`change log of timeline ${range.timeline} has a gap: entries ${expected} to ${header.first - 1} are missing before segment ${name}`);
       prevHash = sha256Hex(bytes);
       const entries: ShippedEntry[] = [];
@@ -66,8 +68,8 @@ export async function* shippedEntries(
             ? systemKey.sealKey
             : await keys.open(chunk.tenant, chunk.keyId, Buffer.from(chunk.wrappedKey, 'base64'));
         const plain = openRecord(key, chunkAad(range.timeline, first, chunk.tenant), segment.chunks[c]!);
-        for (const e of parseTagged(plain.toString('utf8')) as { seq: number; at: number; s: RootOperationNode[] }[]) {
-          entries.push({ seq: e.seq, at: e.at, tenant: chunk.tenant, statements: e.s });
+        for (const e of parseTagged(plain.toString('utf8')) as { seq: number; at: number; c: number; s: RootOperationNode[] }[]) {
+          entries.push({ seq: e.seq, at: e.at, tenant: chunk.tenant, continued: e.c === 1, statements: e.s });
         }
       }
       if (counted !== header.last - header.first + 1) throw new RecoveryError(`segment ${name}: its chunks do not hold its whole range`);

@@ -14,6 +14,7 @@ import { fileRoutes, signedFileRoutes, storageRoutes } from './files.js';
 import { notificationRoutes } from './notifications.js';
 import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
+import { recoveryRoutes } from './recovery.js';
 import { tenantRoutes } from './tenants.js';
 
 export interface RouteAction {
@@ -65,7 +66,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes, recoveryRoutes]) {
       await api.register(routes, { core });
     }
   });

@@ -32,7 +32,7 @@ export function backoffMs(policy: RetryPolicy, attempts: number): number {
 /**
  * Turns queued notifications into deliveries, one per destination: the webhooks subscribed to the
  * event (the tenant's and the operators'), and an e-mail to the tenant's owners and admins (and
- * to the operators, for break-glass use). In one transaction per notification, so a crash leaves
+ * to the operators, for break-glass use and the deployment's own events, such as a failed drill). In one transaction per notification, so a crash leaves
  * either the notification or its deliveries.
  */
 export async function expandOutbox(core: Core, transports: Pick<Transports, 'email' | 'operatorEmails'>): Promise<number> {
@@ -46,7 +46,7 @@ export async function expandOutbox(core: Core, transports: Pick<Transports, 'ema
       .map((h) => ({ channel: 'webhook', target: `${h.owner}/${h.webhook_id}` }));
     if (transports.email !== null && n.event_type !== 'webhook.test') {
       if (n.tenant_id !== null) targets.push({ channel: 'email', target: `owners:${n.tenant_id}` });
-      if (n.event_type === 'access.breakglass' && transports.operatorEmails.length > 0) targets.push({ channel: 'email', target: 'operators' });
+      if ((n.tenant_id === null || n.event_type === 'access.breakglass') && transports.operatorEmails.length > 0) targets.push({ channel: 'email', target: 'operators' });
     }
     await core.committer.submit(SYSTEM_CHAIN, async (tx) => {
       const now = core.now();

@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { loadTenantHeads } from './heads.js';
-import { appendEntries, StatementRecorder, type JournalEntry } from './statement-journal.js';
+import { appendEntries, StatementRecorder, type JournalEntry, type JournalRange } from './statement-journal.js';
 import type { Tables } from './tables.js';
 
 export type Tx = Transaction<Tables>;
@@ -56,6 +56,8 @@ interface Pending {
   run: BatchOperation<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** Resolve with `{ value, journal }`: the value and the journal sequences of the operation's writes. */
+  withSeq: boolean;
 }
 
 /**
@@ -79,9 +81,18 @@ export class GroupCommitter {
 
   /** Runs `run` in the next batch; `tenantId` names the tenant whose chain heads it will move. */
   submit<T>(tenantId: string, run: BatchOperation<T>): Promise<T> {
+    return this.enqueue(tenantId, run, false) as Promise<T>;
+  }
+
+  /** Like `submit`, and also gives the journal sequences the operation's writes took (null if none were journaled). */
+  submitJournaled<T>(tenantId: string, run: BatchOperation<T>): Promise<{ value: T; journal: JournalRange | null }> {
+    return this.enqueue(tenantId, run, true) as Promise<{ value: T; journal: JournalRange | null }>;
+  }
+
+  private enqueue(tenantId: string, run: BatchOperation<unknown>, withSeq: boolean): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error('the database is closed'));
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ tenantId, run, resolve: resolve as (v: unknown) => void, reject });
+    return new Promise((resolve, reject) => {
+      this.queue.push({ tenantId, run, resolve, reject, withSeq });
       if (!this.running) {
         this.running = true;
         setImmediate(() => void this.drain());
@@ -104,13 +115,14 @@ export class GroupCommitter {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
-    const results: { ok: boolean; value: unknown }[] = [];
+    const results: { ok: boolean; value: unknown; journal: JournalRange | null }[] = [];
     try {
       const tx = await this.db.startTransaction().execute();
       try {
         const state = new BatchState(this.dialect);
         await loadTenantHeads(tx, state, [...new Set(batch.map((op) => op.tenantId))].sort());
         const entries: JournalEntry[] = [];
+        const entryOf: number[] = [];
         for (const op of batch) {
           const savepoint = await tx.savepoint('op').execute();
           try {
@@ -118,16 +130,18 @@ export class GroupCommitter {
             const value = await op.run(savepoint.withPlugin(recorder), state);
             await savepoint.releaseSavepoint('op').execute();
             state.keep();
-            if (recorder.statements.length > 0) entries.push({ tenantId: op.tenantId, statements: recorder.statements });
-            results.push({ ok: true, value });
+            entryOf.push(recorder.statements.length > 0 ? entries.push({ tenantId: op.tenantId, statements: recorder.statements }) - 1 : -1);
+            results.push({ ok: true, value, journal: null });
           } catch (error) {
             await savepoint.rollbackToSavepoint('op').execute();
             state.discard();
-            results.push({ ok: false, value: error });
+            entryOf.push(-1);
+            results.push({ ok: false, value: error, journal: null });
           }
         }
         await state.flush(tx);
-        if (entries.length > 0) await appendEntries(tx, entries, this.now());
+        const ranges = entries.length > 0 ? await appendEntries(tx, entries, this.now()) : [];
+        results.forEach((result, i) => (result.journal = ranges[entryOf[i]!] ?? null));
         await tx.commit().execute();
       } catch (error) {
         await tx.rollback().execute().catch(() => undefined);
@@ -139,8 +153,8 @@ export class GroupCommitter {
     }
     batch.forEach((op, i) => {
       const result = results[i]!;
-      if (result.ok) op.resolve(result.value);
-      else op.reject(result.value);
+      if (!result.ok) op.reject(result.value);
+      else op.resolve(op.withSeq ? { value: result.value, journal: result.journal } : result.value);
     });
   }
 }

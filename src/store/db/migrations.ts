@@ -369,7 +369,9 @@ function notifications(dialect: Dialect): Migration {
 /**
  * The change log becomes a journal of write statements in one sequence for the whole database
  * (journal_head), on a timeline that a whole-database restore forks; ship_head is how far the
- * shipper has copied it to the blob store, and the hash of the last segment it wrote.
+ * shipper has copied it to the blob store, the hash of the last segment it wrote, and the lease that
+ * lets one shipper at a time write segments. `backups` and `restore_drills` record what was taken
+ * and what each restore drill found.
  */
 function journal(dialect: Dialect): Migration {
   const bin = binary(dialect);
@@ -383,6 +385,7 @@ function journal(dialect: Dialect): Migration {
         .addColumn('tenant_id', 'text', (c) => c.notNull())
         .addColumn('at', 'bigint', (c) => c.notNull())
         .addColumn('statements', bin, (c) => c.notNull())
+        .addColumn('continued', 'integer', (c) => c.notNull().defaultTo(0))
         .execute();
       await db.schema.createIndex('change_log_tenant').on('change_log').columns(['tenant_id', 'seq']).execute();
       await db.schema
@@ -398,8 +401,36 @@ function journal(dialect: Dialect): Migration {
         .addColumn('seq', 'bigint', (c) => c.notNull())
         .addColumn('hash', bin, (c) => c.notNull())
         .addColumn('shipped_at', 'bigint', (c) => c.notNull())
+        .addColumn('lease_owner', 'text')
+        .addColumn('lease_until', 'bigint')
         .execute();
       await sql`insert into ship_head (id, seq, hash, shipped_at) values (1, 0, ${Buffer.alloc(32)}, 0)`.execute(db);
+      await db.schema
+        .createTable('backups')
+        .addColumn('backup_id', 'text', (c) => c.primaryKey())
+        .addColumn('timeline', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('taken_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('parts', 'integer', (c) => c.notNull())
+        .addColumn('pruned_at', 'bigint')
+        .execute();
+      await db.schema
+        .createTable('restore_drills')
+        .addColumn('drill_id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('tenant_id', 'text')
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint', (c) => c.notNull())
+        .addColumn('ok', 'integer', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('backup_id', 'text')
+        .addColumn('rows', 'bigint', (c) => c.notNull())
+        .addColumn('entries', 'bigint', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('restore_drills_recent').on('restore_drills').columns(['kind', 'finished_at']).execute();
     },
   };
 }

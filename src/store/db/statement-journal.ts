@@ -16,6 +16,8 @@ export const UNJOURNALED_TABLES: ReadonlySet<string> = new Set([
   'journal_head',
   'change_log',
   'ship_head',
+  'backups',
+  'restore_drills',
   'job_runs',
   'job_schedule',
   'outbox',
@@ -98,8 +100,6 @@ export function parseTagged(text: string): unknown {
   });
 }
 
-export const encodeStatements = (statements: readonly RootOperationNode[]) => Buffer.from(stringifyTagged(statements));
-
 /** Executes journaled statements, compiled for `db`'s own dialect. */
 export async function replayStatements(db: Kysely<Tables>, statements: readonly RootOperationNode[]): Promise<void> {
   const executor = db.getExecutor();
@@ -117,18 +117,55 @@ export interface JournalEntry {
  * Appends a batch's operations to the change log in the batch's own transaction, so an entry exists
  * exactly when its change does. The sequence is one for the whole database: on PostgreSQL the
  * journal head's row lock orders the commits of every instance, so entries become visible in
- * sequence order, without gaps.
+ * sequence order, without gaps. An operation larger than MAX_ENTRY_BYTES (a tenant restored in
+ * place) spans consecutive entries, all but the last marked `continued`. Returns the first and
+ * last sequence of each operation.
  */
-export async function appendEntries(tx: Tx, entries: readonly JournalEntry[], at: number): Promise<void> {
+export async function appendEntries(tx: Tx, entries: readonly JournalEntry[], at: number): Promise<JournalRange[]> {
+  const rows: { tenant_id: string; statements: Buffer; continued: number }[] = [];
+  const spans: { first: number; last: number }[] = [];
+  for (const entry of entries) {
+    const firstRow = rows.length;
+    for (const part of splitEncoded(entry.statements)) rows.push({ tenant_id: entry.tenantId, statements: part, continued: 1 });
+    rows.at(-1)!.continued = 0;
+    spans.push({ first: firstRow, last: rows.length - 1 });
+  }
   const head = await tx
     .updateTable('journal_head')
-    .set((eb) => ({ seq: eb('seq', '+', entries.length) }))
+    .set((eb) => ({ seq: eb('seq', '+', rows.length) }))
     .where('id', '=', 1)
     .returning('seq')
     .executeTakeFirstOrThrow();
-  const first = Number(head.seq) - entries.length + 1;
-  const rows = entries.map((entry, i) => ({ seq: first + i, tenant_id: entry.tenantId, at, statements: encodeStatements(entry.statements) }));
-  for (let i = 0; i < rows.length; i += INSERT_ROWS) await tx.insertInto('change_log').values(rows.slice(i, i + INSERT_ROWS)).execute();
+  const first = Number(head.seq) - rows.length + 1;
+  const values = rows.map((row, i) => ({ seq: first + i, at, ...row }));
+  for (let i = 0; i < values.length; i += INSERT_ROWS) await tx.insertInto('change_log').values(values.slice(i, i + INSERT_ROWS)).execute();
+  return spans.map((span) => ({ first: first + span.first, last: first + span.last }));
+}
+
+/** The journal sequences one operation's writes took. */
+export interface JournalRange {
+  first: number;
+  last: number;
 }
 
 const INSERT_ROWS = 200;
+export const MAX_ENTRY_BYTES = 4 * 1024 * 1024;
+
+/** The statements as JSON arrays of at most MAX_ENTRY_BYTES each (a larger statement alone). */
+function splitEncoded(statements: readonly RootOperationNode[]): Buffer[] {
+  const parts: Buffer[] = [];
+  let current: string[] = [];
+  let size = 2;
+  for (const statement of statements) {
+    const json = stringifyTagged(statement);
+    if (current.length > 0 && size + json.length + 1 > MAX_ENTRY_BYTES) {
+      parts.push(Buffer.from(`[${current.join(',')}]`));
+      current = [];
+      size = 2;
+    }
+    current.push(json);
+    size += json.length + 1;
+  }
+  parts.push(Buffer.from(`[${current.join(',')}]`));
+  return parts;
+}

@@ -111,6 +111,8 @@ export interface ChangeLogTable {
   tenant_id: string;
   at: number;
   statements: Buffer;
+  /** 1 when the operation's statements go on in the next entry: a large operation spans several. */
+  continued: number;
 }
 
 /** One row: the timeline of this database's history and the sequence of its last journaled operation. */
@@ -126,6 +128,9 @@ export interface ShipHeadTable {
   seq: number;
   hash: Buffer;
   shipped_at: number;
+  /** Whoever is shipping now, and until when, so two shippers never write the same segment. */
+  lease_owner: string | null;
+  lease_until: number | null;
 }
 
 export interface AccessRequestsTable {
@@ -278,6 +283,34 @@ export interface JobScheduleTable {
   last_ok: number | null;
 }
 
+/** A finished backup (its manifest is in the blob store); `pruned_at` once retention removed it. */
+export interface BackupsTable {
+  backup_id: string;
+  timeline: string;
+  seq: number;
+  taken_at: number;
+  finished_at: number;
+  bytes: number;
+  parts: number;
+  pruned_at: number | null;
+}
+
+/** One restore drill: what it restored, whether it matched the live database, and why not. */
+export interface RestoreDrillsTable {
+  drill_id: string;
+  /** `full` or `tenant`. */
+  kind: string;
+  tenant_id: string | null;
+  started_at: number;
+  finished_at: number;
+  ok: number;
+  seq: number;
+  backup_id: string | null;
+  rows: number;
+  entries: number;
+  detail: string;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -292,6 +325,8 @@ export interface Tables {
   change_log: ChangeLogTable;
   journal_head: JournalHeadTable;
   ship_head: ShipHeadTable;
+  backups: BackupsTable;
+  restore_drills: RestoreDrillsTable;
   access_requests: AccessRequestsTable;
   outbox: OutboxTable;
   webhooks: WebhooksTable;
