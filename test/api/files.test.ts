@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { SEGMENT_SIZE } from '../../src/crypto/stream-cipher.js';
-import { databaseFiles, describeFound, filesUnder, marker, scanFiles } from '../support/disk-scan.js';
+import { databaseFiles, describeFound, fileBlobsUnder, marker, scanFiles } from '../support/disk-scan.js';
 import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
 after(stopPostgres);
@@ -20,7 +20,7 @@ for (const driver of DRIVERS) {
     const put = (path: string, data: Buffer | string, headers: Record<string, string> = {}) =>
       h.call('PUT', url(path), { key: t.apiKey, rawBody: data, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers } });
     const get = (path: string, headers: Record<string, string> = {}, query = '') => h.call('GET', `${url(path)}${query}`, { key: t.apiKey, headers });
-    const blobFiles = () => [...filesUnder(h.config.blobs.primary.path!), ...filesUnder(h.config.blobs.replica.path!)];
+    const blobFiles = () => [...fileBlobsUnder(h.config.blobs.primary.path!), ...fileBlobsUnder(h.config.blobs.replica.path!)];
 
     before(async () => {
       h = await startHarness(driver, { now: () => now, env: { STRONGROOM_FILES__MAX_BYTES: String(1024 * 1024) } });
@@ -47,8 +47,8 @@ for (const driver of DRIVERS) {
       assert.equal(head.headers['content-length'], String(body.length));
       assert.equal(head.text, '');
 
-      const primary = filesUnder(h.config.blobs.primary.path!);
-      const replica = filesUnder(h.config.blobs.replica.path!);
+      const primary = fileBlobsUnder(h.config.blobs.primary.path!);
+      const replica = fileBlobsUnder(h.config.blobs.replica.path!);
       assert.equal(primary.length, 1);
       assert.equal(replica.length, 1);
       assert.deepEqual(readFileSync(primary[0]!), readFileSync(replica[0]!), 'the replica holds the same ciphertext');

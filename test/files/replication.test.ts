@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { repairBacklog, runRepairs, scrubAll, storageStatus } from '../../src/core/files/blob-repairs.js';
 import { applyRetention } from '../../src/core/files/retention.js';
-import { filesUnder } from '../support/disk-scan.js';
+import { fileBlobsUnder } from '../support/disk-scan.js';
 import { takeDown } from '../support/blob-fixtures.js';
 import { startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
@@ -24,7 +24,7 @@ async function withFiles(env: Record<string, string>, run: (h: Harness, t: { ten
 const upload = (h: Harness, t: { tenantId: string; apiKey: string }, path: string, body: string) =>
   h.call('PUT', `/v1/tenants/${t.tenantId}/files/${path}`, { key: t.apiKey, rawBody: body, headers: { 'content-type': 'text/plain' } });
 const download = (h: Harness, t: { tenantId: string; apiKey: string }, path: string, query = '') => h.call('GET', `/v1/tenants/${t.tenantId}/files/${path}${query}`, { key: t.apiKey });
-const copies = (h: Harness) => ({ primary: filesUnder(h.config.blobs.primary.path!), replica: filesUnder(h.config.blobs.replica.path!) });
+const copies = (h: Harness) => ({ primary: fileBlobsUnder(h.config.blobs.primary.path!), replica: fileBlobsUnder(h.config.blobs.replica.path!) });
 
 describe('replicated file storage', () => {
   test('policy all: with the replica down an upload fails with 503 and leaves nothing; once it is back uploads work again', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { scrubAll } from '../../src/core/files/blob-repairs.js';
-import { describeFound, filesUnder, marker, scanFiles } from '../support/disk-scan.js';
+import { describeFound, fileBlobsUnder, filesUnder, marker, scanFiles } from '../support/disk-scan.js';
 import { PRIVATE_BUCKET, startPublicAccessStandIn } from '../support/s3-public-access-server.js';
 import { startS3Server, type S3Server } from '../support/s3-server.js';
 import { startHarness, type Harness } from '../support/strongroom.js';
@@ -46,8 +46,8 @@ describe('files on a local folder replicated to an S3 bucket', () => {
     assert.equal((await h.call('GET', url, { key: t.apiKey })).text, `${secret} one`.repeat(2000));
     assert.equal((await h.call('GET', `${url}?version=2`, { key: t.apiKey })).text, `${secret} two`);
 
-    const primary = filesUnder(h.config.blobs.primary.path!).map((f) => readFileSync(f)).sort(Buffer.compare);
-    const bucket = filesUnder(s3.folder).filter((f) => f.endsWith('._S3rver_object'));
+    const primary = fileBlobsUnder(h.config.blobs.primary.path!).map((f) => readFileSync(f)).sort(Buffer.compare);
+    const bucket = fileBlobsUnder(s3.folder).filter((f) => f.endsWith('._S3rver_object'));
     assert.equal(bucket.length, 2);
     assert.deepEqual(bucket.map((f) => readFileSync(f)).sort(Buffer.compare), primary, 'the bucket holds the same ciphertext as the primary');
     const scan = scanFiles(filesUnder(s3.folder), [secret, path]);
@@ -55,7 +55,7 @@ describe('files on a local folder replicated to an S3 bucket', () => {
   });
 
   test('scrub repairs a corrupt copy in the bucket from the folder', async () => {
-    const [object] = filesUnder(s3.folder).filter((f) => f.endsWith('._S3rver_object'));
+    const [object] = fileBlobsUnder(s3.folder).filter((f) => f.endsWith('._S3rver_object'));
     const good = readFileSync(object!);
     writeFileSync(object!, Buffer.concat([good.subarray(0, 100), Buffer.from('corrupted'), good.subarray(109)]));
     const result = await scrubAll(h.core);

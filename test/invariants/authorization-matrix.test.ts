@@ -188,6 +188,9 @@ describe('the authorization matrix', () => {
   const FIXTURES: Record<string, Fixture> = {
     'GET /v1/ops/tenants': async () => ({}),
     'GET /v1/ops/storage': async () => ({}),
+    'GET /v1/ops/recovery': async () => ({}),
+    // The tenant restored to the journal's current head: its records and files stay as they are.
+    'POST /v1/ops/tenants/:tenantId/restore': async () => ({ body: { toSeq: Number((await h.core.db.reader.selectFrom('journal_head').select('seq').executeTakeFirstOrThrow()).seq) } }),
     'GET /v1/tenants/:tenantId': async () => ({}),
     'PATCH /v1/tenants/:tenantId': async () => ({ body: { requireMfa: false } }),
     'POST /v1/tenants/:tenantId/api-keys': async () => ({ body: { scopes: ['read'] } }),

@@ -2,12 +2,17 @@
 // plaintext or credential is stored: the SQLite file and its WAL, or a PostgreSQL data directory.
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import pg from 'pg';
 import type { Harness } from './strongroom.js';
 import { postgresDataDir } from './strongroom.js';
 
 /** Every regular file under `dir`, recursively (symbolic links are not followed). */
+/** Files holding file content only: the recovery store's segments, backups and timelines share the blob backends. */
+export function fileBlobsUnder(dir: string): string[] {
+  return filesUnder(dir).filter((file) => !/(^|\/)(journal|backups|timelines)\//.test(relative(dir, file)));
+}
+
 export function filesUnder(dir: string): string[] {
   const files: string[] = [];
   const walk = (current: string): void => {

@@ -122,6 +122,17 @@ export async function timelineRanges(source: RecoverySource, timeline: string): 
   throw new RecoveryError(`timeline ${timeline}: its ancestry does not end`);
 }
 
+/** The last sequence in the shipped log of `timeline` (its branch point if it has shipped nothing of its own). */
+export async function shippedEnd(source: RecoverySource, timeline: string): Promise<number> {
+  const ranges = await timelineRanges(source, timeline);
+  for (const range of ranges.reverse()) {
+    const last = (await listSegments(source, range.timeline)).filter((s) => s.first <= range.to).at(-1);
+    if (last) return Math.min(range.to, decodeSegment(await readObject(source.blobs, last.key), last.key).header.last);
+    if (range.from > 0) return range.from;
+  }
+  return 0;
+}
+
 /** Every timeline with segments or backups, and the one whose newest segment or backup is most recent: the default to restore. */
 export async function latestTimeline(source: RecoverySource): Promise<string> {
   const timelines = new Set<string>();

@@ -13,7 +13,7 @@ import type { Tables } from '../../store/db/tables.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
 import { partAad } from './backup.js';
 import { newTimelineId } from '../../store/db/migrations.js';
-import { backupSeq, listBackups, listSegments, openManifest, recordTimeline, timelineRanges, type RecoverySource } from './catalog.js';
+import { backupSeq, listBackups, listSegments, openManifest, recordTimeline, shippedEnd, timelineRanges, type RecoverySource } from './catalog.js';
 import { CarriedKeys, type SystemKey } from './recovery-keys.js';
 import { shippedEntries } from './shipped-entries.js';
 
@@ -151,6 +151,8 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
   try {
     const base = await chooseBase(source, timeline, options.target);
     const baseSeq = base ? base.manifest.seq : 0;
+    const goal = 'seq' in options.target ? options.target.seq : null;
+    // Checked before anything is written: a target that cannot be reached fails on an empty database.
     if (!base) {
       const ranges = await timelineRanges(source, timeline);
       const segments = await listSegments(source, ranges[0]!.timeline);
@@ -158,6 +160,8 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
         throw new RecoveryError(`no backup is at or before ${describe(options.target)}, and the log's beginning is no longer retained: it is outside the recovery window`);
       }
     }
+    const logEnd = Math.max(baseSeq, await shippedEnd(source, timeline));
+    if (goal !== null && goal > logEnd) throw new RecoveryError(`the shipped change log ends at sequence ${logEnd}; ${describe(options.target)} is not in it`);
     if (base) {
       const latestSchema = (await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(db)).rows[0]?.name;
       if (base.manifest.schema !== latestSchema) throw new RecoveryError(`backup ${base.backupId} has schema ${base.manifest.schema}; this version restores ${latestSchema}`);
@@ -172,7 +176,6 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
       }
     }
     let reached = { seq: baseSeq, at: base ? base.manifest.takenAt : null as number | null };
-    const goal = 'seq' in options.target ? options.target.seq : null;
     if (goal !== null && goal < baseSeq) throw new RecoveryError(`the target ${describe(options.target)} is before the oldest restorable point`);
     let batch: { statements: Parameters<typeof replayStatements>[1] }[] = [];
     const apply = async () => {

@@ -90,6 +90,6 @@ async function assertBlobsPresent(core: Core, db: import('kysely').Kysely<Tables
 
 /** An operator's in-place restore over the API. */
 export function restoreTenantAsOperator(core: Core, principal: Principal, meta: RequestMeta, tenantId: string, target: RestoreTarget): Promise<TenantRestoreResult> {
-  authorize(principal, 'ops.restore', { tenantId: null });
+  authorize(principal, 'ops.restore', { tenantId });
   return restoreTenantInPlace(core, principal, meta, tenantId, target);
 }
