@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { shippingStatus } from '../../src/core/recovery/ship.js';
+import { shipPending, shippingStatus } from '../../src/core/recovery/ship.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
 import { openDatabase, type Database } from '../../src/store/db/open.js';
 import { freshPostgresUrl, type Driver, type Harness } from './strongroom.js';
@@ -28,10 +28,11 @@ export async function shippedCheckpoint(h: Harness, tenantId: string, tables?: r
   return point;
 }
 
+/** Ships (or waits for the running shipper, which holds the lease) through `seq`. */
 async function waitShippedThrough(h: Harness, seq: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await shippingStatus(h.core);
+    const status = await shipPending(h.core);
     if (status.shippedSeq >= seq) return;
     if (Date.now() > deadline) throw new Error(`shipping stalled at ${status.shippedSeq} of ${seq}`);
     await sleep(50);
