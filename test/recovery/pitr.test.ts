@@ -5,6 +5,7 @@ import { restoreDatabase, restoreInto, type RestoreTarget } from '../../src/core
 import { shippingStatus } from '../../src/core/recovery/ship.js';
 import { RecoveryError } from '../../src/errors.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
+import { describeFound, filesUnder, marker, scanFiles } from '../support/disk-scan.js';
 import { emptyDatabase, shippedCheckpoint, waitShipped } from '../support/recovery.js';
 import { DRIVERS, startHarness, stopPostgres, type Driver, type Harness } from '../support/strongroom.js';
 
@@ -104,11 +105,25 @@ for (const driver of DRIVERS) {
       }
     });
 
+    test('segments and backups hold no plaintext of the records, files or their names', async () => {
+      const secret = marker('pitr-body');
+      const path = `${marker('pitr-path')}.txt`;
+      const base = `/v1/tenants/${a.tenantId}`;
+      assert.equal((await h.call('PUT', `${base}/collections/people/records/${marker('pitr-id')}`, { key: a.apiKey, body: { email: `${secret}@example.com`, note: secret } })).status, 201);
+      assert.equal((await h.call('PUT', `${base}/files/${path}`, { key: a.apiKey, rawBody: secret, headers: { 'content-type': 'text/plain' } })).status, 201);
+      await waitShipped(h);
+      await takeBackup(h.core);
+      const stored = [...filesUnder(h.config.blobs.primary.path!), ...filesUnder(h.config.blobs.replica.path!)];
+      assert.ok(stored.some((f) => f.includes('/journal/')) && stored.some((f) => f.includes('/backups/')), 'segments and backups were written');
+      const scan = scanFiles(stored, [secret, path]);
+      assert.deepEqual(scan.found, new Map(), `plaintext in the recovery store: ${describeFound(scan.found)}`);
+    });
+
     test('a target outside the window fails clearly, never silently restoring another point', async () => {
       const { shippedSeq } = await shippingStatus(h.core);
       const cases: [RestoreTarget, RegExp][] = [
         [{ time: now + 60_000 }, /in the future/],
-        [{ seq: shippedSeq + 5 }, new RegExp(`ends at sequence ${shippedSeq}`)],
+        [{ seq: shippedSeq + 1000 }, new RegExp(`ends at sequence \\d+; sequence ${shippedSeq + 1000} is not in it`)],
       ];
       for (const [target, message] of cases) {
         const db = await emptyDatabase(driver);
