@@ -154,6 +154,9 @@ function checkConsistency(config: Config): void {
   if (config.kms.pkcs11.pin !== null && SECRET_REF.test(config.kms.pkcs11.pin)) {
     throw new ConfigError('kms.pkcs11.pin', 'cannot be a secret:NAME reference, since the KMS it opens seals the secrets; set STRONGROOM_KMS__PKCS11__PIN');
   }
+  if (config.lifecycle.purgeAfterDays < config.lifecycle.exportWindowDays) {
+    throw new ConfigError('lifecycle.purgeAfterDays', `is shorter than the export window the deployment promises (lifecycle.exportWindowDays: ${config.lifecycle.exportWindowDays})`);
+  }
   for (const side of ['primary', 'replica'] as const) {
     const backend = config.blobs[side];
     if (backend.kind === 's3' && backend.s3.bucket === null) throw new ConfigError(`blobs.${side}.s3.bucket`, 'is required for an s3 backend');

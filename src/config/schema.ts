@@ -224,6 +224,13 @@ export const ConfigSchema = Obj({
     /** Who hears of operator-level events (break-glass use, purges). */
     operatorEmails: Type.Array(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$' }), { default: [] }),
   }),
+  /** A tenant's end: termination makes it read-only, and its data is purged this long after. */
+  lifecycle: Obj({
+    /** Days from termination to purge; never shorter than the export window. */
+    purgeAfterDays: Type.Integer({ minimum: 1, maximum: 3650, default: 60 }),
+    /** Days a terminated tenant can still export its data, as the deployment promises its customers. */
+    exportWindowDays: Type.Integer({ minimum: 0, maximum: 3650, default: 30 }),
+  }),
   /** Point-in-time recovery: the change log shipped to the blob store, daily backups, restore drills. */
   recovery: Obj({
     /** How often new change-log entries are shipped; with the write of a segment, this bounds the RPO. */

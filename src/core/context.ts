@@ -37,7 +37,14 @@ export interface Core {
   blobs: ReplicatedBlobStore;
   files: FileSettings;
   recovery: RecoverySettings;
+  /** Days from termination to purge, in milliseconds. */
+  lifecycle: { purgeAfterMs: number };
   now: () => number;
+  /**
+   * The database's clock, for deadlines that must not depend on one instance's clock (a purge is
+   * never early because an instance's clock runs fast).
+   */
+  databaseNow: () => Promise<number>;
 }
 
 /** Who is acting, for authorization and for the audit log. Never holds a secret. */

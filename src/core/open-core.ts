@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { Keyring } from '../crypto/keyring.js';
 import type { Config } from '../config/schema.js';
 import { openKms, type Kms } from '../kms/index.js';
@@ -20,6 +21,15 @@ export function databaseOptions(config: Config): DatabaseOptions {
     : { driver: 'postgres', url: database.postgres.url ?? '', sslMode: database.postgres.sslMode, caFile: database.postgres.caFile, poolSize: database.postgres.poolSize };
 }
 
+/** Milliseconds since the epoch by the database server's clock. */
+async function databaseClock(db: Database): Promise<number> {
+  const query =
+    db.dialect === 'postgres'
+      ? sql<{ ms: number }>`select (extract(epoch from clock_timestamp()) * 1000)::bigint as ms`
+      : sql<{ ms: number }>`select cast(unixepoch('subsec') * 1000 as integer) as ms`;
+  return Number((await query.execute(db.reader)).rows[0]!.ms);
+}
+
 /** The configured KMS provider. */
 export const openConfiguredKms = (config: Config): Promise<Kms> => openKms(config.kms);
 
@@ -27,7 +37,7 @@ export const openConfiguredKms = (config: Config): Promise<Kms> => openKms(confi
  * Opens the KMS, then the database (migrating it) with the configuration's `secret:NAME` references
  * resolved through the KMS, and the keyring: everything the domain needs.
  */
-export async function openCore(config: Config, now: () => number = Date.now): Promise<Core & { close(): Promise<void> }> {
+export async function openCore(config: Config, now: () => number = Date.now, databaseNow?: () => Promise<number>): Promise<Core & { close(): Promise<void> }> {
   const kms = await openConfiguredKms(config);
   // Secrets are opened before the database (its URL may be one); their key uses are audited once it is open.
   const secretUses: SecretKeyUse[] = [];
@@ -64,6 +74,8 @@ export async function openCore(config: Config, now: () => number = Date.now): Pr
     blobs,
     files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * 86_400_000, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
     recovery: { segmentMaxBytes: config.recovery.segmentMaxBytes },
+    lifecycle: { purgeAfterMs: config.lifecycle.purgeAfterDays * 86_400_000 },
+    databaseNow: databaseNow ?? (() => databaseClock(db)),
     now,
     async close() {
       await committer.close();

@@ -54,34 +54,39 @@ export async function createTenant(
 export interface TenantView {
   tenantId: string;
   name: string;
+  /** `active`, `terminated` (read-only until the purge) or `purged`. */
   status: string;
   requireMfa: boolean;
   createdAt: string;
+  terminatedAt: string | null;
+  purgeAfter: string | null;
 }
 
-async function readTenant(db: Core['db']['reader'], tenantId: string): Promise<TenantView> {
-  const row = await db
-    .selectFrom('tenants')
-    .select(['id', 'name', 'status', 'require_mfa', 'created_at'])
-    .where('id', '=', tenantId)
-    .executeTakeFirst();
+const TENANT_COLUMNS = ['id', 'name', 'status', 'require_mfa', 'created_at', 'terminated_at', 'purge_after'] as const;
+
+export async function readTenant(db: Core['db']['reader'], tenantId: string): Promise<TenantView> {
+  const row = await db.selectFrom('tenants').select(TENANT_COLUMNS).where('id', '=', tenantId).executeTakeFirst();
   // Operators are not bound to one tenant, so they can address one that does not exist.
   if (!row) throw new NotFoundError('tenant not found');
   return tenantView(row);
 }
 
-const tenantView = (row: Pick<TenantsTable, 'id' | 'name' | 'status' | 'require_mfa' | 'created_at'>): TenantView => ({
+const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+const tenantView = (row: Pick<TenantsTable, (typeof TENANT_COLUMNS)[number]>): TenantView => ({
   tenantId: row.id,
   name: row.name,
   status: row.status,
   requireMfa: row.require_mfa === 1,
-  createdAt: new Date(Number(row.created_at)).toISOString(),
+  createdAt: iso(row.created_at)!,
+  terminatedAt: iso(row.terminated_at),
+  purgeAfter: iso(row.purge_after),
 });
 
 /** Every tenant's metadata, for the deployment's operators. */
 export async function listTenants(core: Core, principal: Principal): Promise<TenantView[]> {
   authorize(principal, 'ops.read', { tenantId: null });
-  const rows = await core.db.reader.selectFrom('tenants').select(['id', 'name', 'status', 'require_mfa', 'created_at']).orderBy('created_at').execute();
+  const rows = await core.db.reader.selectFrom('tenants').select(TENANT_COLUMNS).orderBy('created_at').execute();
   return rows.map(tenantView);
 }
 

@@ -45,10 +45,36 @@ export const POLICY = {
   'ops.notifications': { roles: [], operators: ['sre', 'security'], grants: [] },
   // Restoring rewrites a tenant's records and files without reading them; it is audited in the tenant's log.
   'ops.restore': { roles: [], operators: ['sre'], grants: [] },
+  // Owners only (with an explicit confirmation), never a key: a leaked key must not end a tenant. Operators give a reason.
+  'tenant.terminate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;
 export const ACTIONS = Object.keys(POLICY) as Action[];
+
+/**
+ * What a terminated tenant still allows until its purge: reading and exporting its data and its
+ * logs, revoking staff access, and cancelling the termination. Every other action is refused
+ * (a new action is refused unless listed here).
+ */
+export const ALLOWED_WHEN_TERMINATED: ReadonlySet<Action> = new Set<Action>([
+  'tenant.read',
+  'records.read',
+  'files.read',
+  'members.read',
+  'audit.read',
+  'access.read',
+  'access.revoke',
+  'tenant.terminate',
+  'ops.read',
+]);
+
+/** Refuses an action a terminated tenant no longer allows. */
+export function assertAllowedForStatus(action: Action, tenantStatus: string): void {
+  if (tenantStatus !== 'active' && !ALLOWED_WHEN_TERMINATED.has(action)) {
+    throw new ForbiddenError(`the tenant is ${tenantStatus}: it is read-only (export is still possible) until its termination is cancelled`);
+  }
+}
 
 const SCOPES_IMPLIED: Record<ApiKeyScope, ApiKeyScope[]> = {
   read: ['read'],

@@ -148,6 +148,14 @@ describe('the authorization matrix', () => {
    * would consume them) and a body. A route missing here fails the test: teach it the new route.
    */
   type Fixture = (t: Tenant, caller: Caller) => Promise<{ params?: Record<string, string>; body?: unknown }>;
+  const setStatus = (t: Tenant, status: 'active' | 'terminated') =>
+    h.core.committer.submit(t.tenantId, (tx) =>
+      tx
+        .updateTable('tenants')
+        .set(status === 'active' ? { status, terminated_at: null, purge_after: null } : { status, terminated_at: 0, purge_after: Date.parse('2100-01-01') })
+        .where('id', '=', t.tenantId)
+        .execute(),
+    );
   const freshKey = async (t: Tenant) => {
     const res = await h.call('POST', `/v1/tenants/${t.tenantId}/api-keys`, { key: t.adminKey, body: { scopes: ['read'] } });
     return { params: { keyId: res.json.keyId as string } };
@@ -189,6 +197,11 @@ describe('the authorization matrix', () => {
     'GET /v1/ops/tenants': async () => ({}),
     'GET /v1/ops/storage': async () => ({}),
     'GET /v1/ops/recovery': async () => ({}),
+    'POST /v1/tenants/:tenantId/termination': async (t) => ({ body: { confirm: t.tenantId, reason: 'matrix' } }),
+    'DELETE /v1/tenants/:tenantId/termination': async (t) => {
+      await setStatus(t, 'terminated');
+      return {};
+    },
     // The tenant restored to the journal's current head: its records and files stay as they are.
     'POST /v1/ops/tenants/:tenantId/restore': async () => ({ body: { toSeq: Number((await h.core.db.reader.selectFrom('journal_head').select('seq').executeTakeFirstOrThrow()).seq) } }),
     'GET /v1/tenants/:tenantId': async () => ({}),
@@ -286,6 +299,9 @@ describe('the authorization matrix', () => {
       for (const caller of CALLERS) {
         for (const place of places) {
           await ensureGrants();
+          // A cell that terminated a tenant must not make the next ones read-only.
+          await setStatus(a, 'active');
+          await setStatus(b, 'active');
           const target = place === 'foreign' ? b : a;
           const { params = {}, body } = await fixture(target, caller);
           const path = route.url

@@ -71,6 +71,7 @@ const BODIES: Record<string, unknown> = {
   'POST /v1/tenants/{tenantId}/webhooks': { url: 'https://intruder.example/hook', events: ['access.breakglass'] },
   'POST /v1/ops/webhooks': { url: 'https://intruder.example/hook', events: ['access.breakglass'] },
   'POST /v1/ops/tenants/{tenantId}/restore': { toSeq: 0 },
+  'POST /v1/tenants/{tenantId}/termination': { confirm: 'tenant B terminates A' },
 };
 
 interface TenantFixture {

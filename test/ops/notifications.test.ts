@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { breakGlass, requestAccess } from '../../src/core/access-requests.js';
+import { terminateTenant } from '../../src/core/lifecycle/termination.js';
 import type { Principal } from '../../src/core/context.js';
 import { listDeliveries, retryDelivery } from '../../src/ops/notify/deliveries.js';
 import { runCli, spawnServer, tempDirs } from '../support/cli-process.js';
@@ -176,6 +177,27 @@ describe('e-mail notifications', () => {
     assert.ok(smtp.received.every((m) => m.raw.includes('op_notifications')), 'the e-mails name the operator by pseudonym');
     const delivery = receiver.received.find((r) => r.status! < 300)!;
     assert.equal((JSON.parse(delivery.body) as { type: string }).type, 'access.breakglass');
+    assert.ok(verifyWebhook(hook.json.secret as string, delivery, Math.floor(Date.now() / 1000)));
+  });
+
+  test("termination sends the tenant's owners an e-mail with the purge date, and the tenant a signed webhook", async () => {
+    const t = await h.tenant('Ending Corp');
+    const hook = await h.call('POST', `/v1/tenants/${t.tenantId}/webhooks`, { key: t.apiKey, body: { url: receiver.url, events: ['tenant.terminated'] } });
+    assert.equal(hook.status, 201, hook.text);
+    assert.equal((await h.call('POST', `/v1/tenants/${t.tenantId}/members`, { key: t.apiKey, body: { email: 'owner@ending.example', role: 'owner' } })).status, 201);
+    await h.core.committer.submit(t.tenantId, (tx) => tx.updateTable('members').set({ status: 'active' }).where('tenant_id', '=', t.tenantId).execute());
+    const delivered = receiver.acceptedIds().size;
+
+    const terminated = await terminateTenant(h.core, SRE, META, t.tenantId, { reason: 'contract ended' });
+    const mails = () => smtp.received.filter((m) => /^Subject: \[Strongroom\] Ending Corp was terminated/m.test(m.raw));
+    const deadline = Date.now() + 20_000;
+    while ((mails().length < 1 || receiver.acceptedIds().size <= delivered) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+
+    assert.deepEqual(mails().map((m) => m.to.join(',')), ['owner@ending.example']);
+    assert.ok(mails()[0]!.raw.includes(terminated.purgeAfter!.slice(0, 10)), 'the e-mail gives the purge date');
+    const delivery = receiver.received.find((r) => r.status! < 300 && (JSON.parse(r.body) as { type: string }).type === 'tenant.terminated')!;
+    assert.ok(delivery, 'the webhook was delivered');
+    assert.equal((JSON.parse(delivery.body) as { data: { tenantId: string } }).data.tenantId, t.tenantId);
     assert.ok(verifyWebhook(hook.json.secret as string, delivery, Math.floor(Date.now() / 1000)));
   });
 });

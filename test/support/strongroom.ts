@@ -134,7 +134,8 @@ export async function startHarness(driver: Driver, extra: { now?: () => number; 
   const config = loadConfig({ env, overrides: { dataDir } });
   await prepareDataDir(config);
   const logs = new LogCapture();
-  const core = await openCore(config, extra.now);
+  // The test's clock stands for the database's too, so tests can move past deadlines such as a purge date.
+  const core = await openCore(config, extra.now, extra.now ? async () => extra.now!() : undefined);
   const server = await startServer(config, core, createLogger(config.log.level, logs));
   const ca = readFileSync(server.caCertFile!);
   const agent = new Agent({ connect: { ca, servername: 'localhost' } });

@@ -1,9 +1,9 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
-import type { Core } from '../../core/context.js';
+import type { Core, Principal } from '../../core/context.js';
 import { TENANT_ID } from '../../core/ids.js';
 import { auditAuthFailure } from '../../core/audit-events.js';
 import { MfaRequiredError, UnauthenticatedError } from '../../errors.js';
-import { POLICY, type Action } from '../../policy/authorize.js';
+import { ALLOWED_WHEN_TERMINATED, assertAllowedForStatus, POLICY, type Action } from '../../policy/authorize.js';
 import { authenticate, claimedCredential, type Authenticator } from '../../identity/authenticate.js';
 import { metaOf } from '../request-context.js';
 import { accessRequestRoutes } from './access-requests.js';
@@ -36,6 +36,17 @@ export function requireAction(routeTable: RouteAction[]) {
 }
 
 /**
+ * A terminated tenant is read-only: actions it no longer allows are refused before they run. Only
+ * for callers that may address the tenant at all, so others still cannot tell it from a missing one.
+ */
+async function refuseWhenTerminated(core: Core, principal: Principal, tenantId: string | undefined, action: Action): Promise<void> {
+  if (tenantId === undefined || ALLOWED_WHEN_TERMINATED.has(action)) return;
+  if (principal.kind !== 'operator' && principal.tenantId !== tenantId) return;
+  const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
+  if (row) assertAllowedForStatus(action, row.status);
+}
+
+/**
  * Every API route needs a credential, checked before the body is read, and names the action it
  * performs. Authorization itself happens in core, per action.
  */
@@ -55,6 +66,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
       authenticator.failures.check(limitKeys);
       try {
         request.principal = await authenticate(core, authenticator, request.headers.authorization, tenant, metaOf(request));
+        await refuseWhenTerminated(core, request.principal, tenant, request.routeOptions.config.action as Action);
       } catch (error) {
         if (error instanceof UnauthenticatedError) {
           authenticator.failures.recordFailure(limitKeys);

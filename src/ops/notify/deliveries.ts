@@ -85,7 +85,9 @@ async function attempt(core: Core, transports: Transports, d: Delivery): Promise
   const [owner, webhookId] = d.target.split('/') as [string, string];
   const hook = await core.db.reader.selectFrom('webhooks').selectAll().where('owner', '=', owner).where('webhook_id', '=', webhookId).executeTakeFirst();
   if (!hook) return 'webhook deleted';
-  const body = JSON.stringify({ type: d.event_type, timestamp: new Date(Number(notification.created_at)).toISOString(), data: details });
+  // The tenant is named, so an operators' endpoint that hears every tenant's events can tell them apart.
+  const data = d.tenant_id === null ? details : { tenantId: d.tenant_id, ...details };
+  const body = JSON.stringify({ type: d.event_type, timestamp: new Date(Number(notification.created_at)).toISOString(), data });
   const timestamp = Math.floor(core.now() / 1000);
   const secret = await webhookSecret(core, hook);
   let signature: string;

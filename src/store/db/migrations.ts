@@ -435,6 +435,14 @@ function journal(dialect: Dialect): Migration {
   };
 }
 
+/** A tenant's lifecycle: when it was terminated and by whom, when its purge is due, when it was purged. */
+const tenantLifecycle: Migration = {
+  async up(db: Kysely<unknown>) {
+    for (const column of ['terminated_at', 'purge_after', 'purged_at']) await db.schema.alterTable('tenants').addColumn(column, 'bigint').execute();
+    await db.schema.alterTable('tenants').addColumn('terminated_by', 'text').execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -448,5 +456,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0009_files': files(dialect),
     '0010_notifications': notifications(dialect),
     '0011_journal': journal(dialect),
+    '0012_tenant_lifecycle': tenantLifecycle,
   };
 }

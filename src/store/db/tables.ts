@@ -11,6 +11,12 @@ export interface TenantsTable {
   created_at: number;
   /** 1 when members must present evidence of a second factor. */
   require_mfa: number;
+  /** Set by termination (`status` terminated); the purge is due at `purge_after`, by the database's clock. */
+  terminated_at: number | null;
+  purge_after: number | null;
+  /** Who terminated it: a member id, or an operator's pseudonym. */
+  terminated_by: string | null;
+  purged_at: number | null;
 }
 
 /** Per tenant: the head of its audit hash chain. */
