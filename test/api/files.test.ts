@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SEGMENT_SIZE } from '../../src/crypto/stream-cipher.js';
 import { databaseFiles, describeFound, filesUnder, marker, scanFiles } from '../support/disk-scan.js';
@@ -20,7 +21,9 @@ for (const driver of DRIVERS) {
     const put = (path: string, data: Buffer | string, headers: Record<string, string> = {}) =>
       h.call('PUT', url(path), { key: t.apiKey, rawBody: data, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers } });
     const get = (path: string, headers: Record<string, string> = {}, query = '') => h.call('GET', `${url(path)}${query}`, { key: t.apiKey, headers });
-    const blobFiles = () => [...filesUnder(h.config.blobs.primary.path!), ...filesUnder(h.config.blobs.replica.path!)];
+    // Files' objects only: the shipper writes change-log segments into the same store at any moment.
+    const fileObjects = (root: string) => filesUnder(join(root, 'files'));
+    const blobFiles = () => [...fileObjects(h.config.blobs.primary.path!), ...fileObjects(h.config.blobs.replica.path!)];
 
     before(async () => {
       h = await startHarness(driver, { now: () => now, env: { STRONGROOM_FILES__MAX_BYTES: String(1024 * 1024) } });
@@ -47,8 +50,8 @@ for (const driver of DRIVERS) {
       assert.equal(head.headers['content-length'], String(body.length));
       assert.equal(head.text, '');
 
-      const primary = filesUnder(h.config.blobs.primary.path!);
-      const replica = filesUnder(h.config.blobs.replica.path!);
+      const primary = fileObjects(h.config.blobs.primary.path!);
+      const replica = fileObjects(h.config.blobs.replica.path!);
       assert.equal(primary.length, 1);
       assert.equal(replica.length, 1);
       assert.deepEqual(readFileSync(primary[0]!), readFileSync(replica[0]!), 'the replica holds the same ciphertext');
