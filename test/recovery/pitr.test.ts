@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { takeBackup } from '../../src/core/recovery/backup.js';
+import { listSegments } from '../../src/core/recovery/catalog.js';
 import { restoreDatabase, restoreInto, type RestoreTarget } from '../../src/core/recovery/restore.js';
 import { shippingStatus } from '../../src/core/recovery/ship.js';
 import { RecoveryError } from '../../src/errors.js';
@@ -117,6 +118,33 @@ for (const driver of DRIVERS) {
       assert.ok(stored.some((f) => f.includes('/journal/')) && stored.some((f) => f.includes('/backups/')), 'segments and backups were written');
       const scan = scanFiles(stored, [secret, path]);
       assert.deepEqual(scan.found, new Map(), `plaintext in the recovery store: ${describeFound(scan.found)}`);
+    });
+
+    test('a sequence inside a shipped segment restores too, not only the end of one', async () => {
+      const people = `/v1/tenants/${a.tenantId}/collections/people/records`;
+      const before = await waitShipped(h);
+      // Sent at once, committed in one or two groups: the shipper puts several in one segment.
+      const written = await Promise.all([0, 1, 2, 3].map((i) => h.call('PUT', `${people}/m${i}`, { key: a.apiKey, body: { email: `m${i}@example.com`, n: i } })));
+      assert.deepEqual(written.map((res) => res.status), [201, 201, 201, 201]);
+      const seq = await waitShipped(h);
+      const { timeline } = await shippingStatus(h.core);
+      const firsts = (await listSegments(h.core, timeline)).map((s) => s.first).filter((first) => first > before);
+      const ranges = firsts.map((first, i) => ({ first, last: (firsts[i + 1] ?? seq + 1) - 1 }));
+      const segment = ranges.find((r) => r.last > r.first);
+      assert.ok(segment, `a segment holds several of the writes: ${JSON.stringify(ranges)}`);
+      const counts: number[] = [];
+      for (let inside = segment.first; inside <= segment.last; inside++) {
+        const target = await emptyDatabase(driver);
+        try {
+          const result = await restoreInto(h.core, target, { target: { seq: inside }, timeline, now: Date.now() });
+          assert.equal(result.seq, inside);
+          const rows = await target.writer.selectFrom('records').select('record_key').where('tenant_id', '=', a.tenantId).execute();
+          counts.push(rows.length);
+        } finally {
+          await target.close();
+        }
+      }
+      assert.ok(counts[0]! < counts.at(-1)!, `each point holds what was written by then: ${counts.join(', ')} records`);
     });
 
     test('a target outside the window fails clearly, never silently restoring another point', async () => {

@@ -56,6 +56,41 @@ export function runCli(dataDir: string, args: string[], options: { env?: Record<
   });
 }
 
+export interface CliProcess {
+  /** Resolves with how the process ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Everything it wrote so far (progress lines go to stderr). */
+  output(): { stdout: string; stderr: string };
+  /** SIGKILL, then wait for the exit. */
+  kill9(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `strongroom --data-dir DIR ARGS…` and returns at once, for a test that watches its output and kills it mid-way. */
+export function spawnCli(dataDir: string, args: string[], options: { env?: Record<string, string> } = {}): CliProcess {
+  const child = spawn(process.execPath, [CLI_MAIN, '--data-dir', dataDir, ...args], { env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  // Last resort if a test dies before it kills the child.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => {
+      process.removeListener('exit', killOnExit);
+      resolve({ code, signal });
+    }),
+  );
+  return {
+    exited,
+    output: () => ({ stdout, stderr }),
+    async kill9() {
+      child.kill('SIGKILL');
+      return exited;
+    },
+  };
+}
+
 export interface ServerProcess {
   child: ChildProcess;
   /** `https://HOST:PORT`, from the `listening` line. */

@@ -1,8 +1,11 @@
 // Helpers for recovery tests: waiting for the shipper, and empty databases to restore into.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import type { Config } from '../../src/config/schema.js';
 import { shipPending, shippingStatus } from '../../src/core/recovery/ship.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
 import { openDatabase, type Database } from '../../src/store/db/open.js';
@@ -56,4 +59,83 @@ export async function emptyDatabase(driver: Driver): Promise<Database & { where:
       rmSync(dir, { recursive: true, force: true });
     },
   });
+}
+
+/** Where an object of the blob store lies on disk: the primary's file and the replica's. */
+export function objectCopies(blobs: Config['blobs'], key: string): string[] {
+  return [blobs.primary.path!, blobs.replica.path!].map((root) => join(root, ...key.split('/')));
+}
+
+/**
+ * Changes an object in place on the primary and on the replica (the replicated store would
+ * otherwise serve the intact copy): `change` returns its new bytes, or null to delete it. Returns
+ * the function that puts the original bytes back.
+ */
+export function damageObject(blobs: Config['blobs'], key: string, change: (bytes: Buffer) => Buffer | null): () => void {
+  const saved = objectCopies(blobs, key).map((file) => ({ file, bytes: readFileSync(file) }));
+  for (const { file, bytes } of saved) {
+    const changed = change(Buffer.from(bytes));
+    if (changed === null) rmSync(file);
+    else writeFileSync(file, changed);
+  }
+  return () => saved.forEach(({ file, bytes }) => writeFileSync(file, bytes, { mode: 0o600 }));
+}
+
+/** `bytes` with the byte at `offset` (from the end when negative) inverted. */
+export function flipByte(bytes: Buffer, offset: number): Buffer {
+  const at = offset < 0 ? bytes.length + offset : offset;
+  bytes[at] = bytes[at]! ^ 0xff;
+  return bytes;
+}
+
+/**
+ * Environment that keeps a deployment's keys (local KMS) and blob store under `site`, outside any
+ * data directory: all a disaster recovery starts from, shared by the original and the restored
+ * instance.
+ */
+export function siteEnv(site: string): Record<string, string> {
+  return {
+    STRONGROOM_KMS__LOCAL__KEY_STORE_FILE: join(site, 'kms', 'keystore.json'),
+    STRONGROOM_KMS__LOCAL__MASTER_KEY_FILE: join(site, 'kms', 'master.key'),
+    STRONGROOM_BLOBS__PRIMARY__PATH: join(site, 'blobs', 'primary'),
+    STRONGROOM_BLOBS__REPLICA__PATH: join(site, 'blobs', 'replica'),
+  };
+}
+
+/** Where a database is: a SQLite file, or a PostgreSQL URL. */
+export type DatabaseLocation = { driver: 'sqlite'; file: string } | { driver: 'postgres'; url: string };
+
+/** The journal's and the shipper's sequences, read with a plain read-only connection: the database may belong to another process. */
+export async function shippingHeads(where: DatabaseLocation): Promise<{ journalSeq: number; shippedSeq: number }> {
+  const query = 'select (select seq from journal_head where id = 1) as journal, (select seq from ship_head where id = 1) as shipped';
+  let row: { journal: number | string; shipped: number | string };
+  if (where.driver === 'sqlite') {
+    const db = new SQLite(where.file, { readonly: true, fileMustExist: true });
+    try {
+      row = db.prepare(query).get() as typeof row;
+    } finally {
+      db.close();
+    }
+  } else {
+    const client = new pg.Client({ connectionString: where.url });
+    await client.connect();
+    try {
+      row = (await client.query<typeof row>(query)).rows[0]!;
+    } finally {
+      await client.end();
+    }
+  }
+  return { journalSeq: Number(row.journal), shippedSeq: Number(row.shipped) };
+}
+
+/** Waits until another process (a server) has shipped every entry journaled so far; returns that sequence. */
+export async function waitShippedAt(where: DatabaseLocation, timeoutMs = 20_000): Promise<number> {
+  const { journalSeq } = await shippingHeads(where);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { shippedSeq } = await shippingHeads(where);
+    if (shippedSeq >= journalSeq) return journalSeq;
+    if (Date.now() > deadline) throw new Error(`shipping stalled at ${shippedSeq} of ${journalSeq}`);
+    await sleep(50);
+  }
 }

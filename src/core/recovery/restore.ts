@@ -8,6 +8,7 @@ import { RecoveryError } from '../../errors.js';
 import type { BackupManifest, BackupPart } from '../../journal/backup-manifest.js';
 import { SYSTEM_PART } from '../../journal/backup-manifest.js';
 import type { Database } from '../../store/db/open.js';
+import { JOURNALED_TABLES } from '../../store/db/journaled-tables.js';
 import { parseTagged, replayStatements } from '../../store/db/statement-journal.js';
 import type { Tables } from '../../store/db/tables.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
@@ -133,6 +134,14 @@ async function rebuildHeads(db: Kysely<Tables>): Promise<void> {
 
 const REPLAY_BATCH = 500;
 
+/** Any row in any restored table: a restore cut short leaves the system's part before any tenant's, so `tenants` alone can be empty. */
+async function holdsRows(db: Kysely<Tables>): Promise<boolean> {
+  for (const table of JOURNALED_TABLES) {
+    if ((await sql`select 1 from ${sql.table(table.name)} limit 1`.execute(db)).rows.length > 0) return true;
+  }
+  return false;
+}
+
 /**
  * Restores into `target`, a freshly migrated, empty database: the newest backup not after the
  * target, then the shipped change log up to it. A target before the oldest restorable point, after
@@ -144,8 +153,7 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
   const { timeline, tenant } = options;
   const db = target.writer;
   if ('time' in options.target && options.target.time > options.now) throw new RecoveryError(`the target ${describe(options.target)} is in the future`);
-  const existing = await db.selectFrom('tenants').select('id').limit(1).execute();
-  if (existing.length > 0) throw new RecoveryError('the database to restore into is not empty');
+  if (await holdsRows(db)) throw new RecoveryError('the database to restore into is not empty');
   const keys = new CarriedKeys(source.kms);
   const progress = { rows: 0, entries: 0 };
   try {
@@ -198,6 +206,8 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
         progress.entries += 1;
         reached = { seq: entry.seq, at: entry.at };
         if (batch.length >= REPLAY_BATCH) await apply();
+        // Reached: reading on would open the next segment, which need not exist or be intact.
+        if (goal !== null && entry.seq >= goal && !midOperation) break;
       }
       await apply();
     }

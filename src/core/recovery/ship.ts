@@ -90,7 +90,12 @@ async function buildSegment(core: Core, timeline: string, prev: string, rows: re
   );
 }
 
-const SHIP_LEASE_MS = 30_000;
+/**
+ * Short, and renewed while its shipper lives (as the job runner renews job leases): a shipper
+ * killed mid-run blocks the next one for seconds, not for the whole lease, which would hold the
+ * change log unshipped (the RPO) long after a restart.
+ */
+const SHIP_LEASE_MS = 5_000;
 
 /** Takes (or renews) the one shipping lease; false while another shipper holds it. */
 async function takeShipLease(core: Core, owner: string): Promise<boolean> {
@@ -104,6 +109,16 @@ async function takeShipLease(core: Core, owner: string): Promise<boolean> {
       .executeTakeFirst();
     return Number(taken.numUpdatedRows) === 1;
   });
+}
+
+/** Renews `owner`'s lease every third of its length until the returned function is called. */
+function keepShipLease(core: Core, owner: string): () => void {
+  const timer = setInterval(() => {
+    void core.committer
+      .submit(SYSTEM_CHAIN, (tx) => tx.updateTable('ship_head').set({ lease_until: core.now() + SHIP_LEASE_MS }).where('id', '=', 1).where('lease_owner', '=', owner).execute())
+      .catch(() => undefined);
+  }, Math.floor(SHIP_LEASE_MS / 3));
+  return () => clearInterval(timer);
 }
 
 async function releaseShipLease(core: Core, owner: string): Promise<void> {
@@ -122,6 +137,7 @@ export async function shipPending(core: Core, maxBytes = core.recovery.segmentMa
   if ((await pendingRows(core, result.shippedSeq, 1)).length === 0) return result;
   const owner = randomUUID();
   if (!(await takeShipLease(core, owner))) return { ...result, busy: true };
+  const stopRenewing = keepShipLease(core, owner);
   try {
     for (;;) {
       const head = await shipHead(core);
@@ -162,6 +178,7 @@ export async function shipPending(core: Core, maxBytes = core.recovery.segmentMa
       result.shippedSeq = last;
     }
   } finally {
+    stopRenewing();
     await releaseShipLease(core, owner);
   }
 }

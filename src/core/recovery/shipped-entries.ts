@@ -1,7 +1,7 @@
 import type { RootOperationNode } from 'kysely';
 import { openRecord } from '../../crypto/record-cipher.js';
 import { RecoveryError } from '../../errors.js';
-import { decodeSegment, GENESIS_SEGMENT_HASH, sha256Hex, verifySegmentMac } from '../../journal/segment.js';
+import { decodeSegment, GENESIS_SEGMENT_HASH, segmentObjectKey, sha256Hex, verifySegmentMac } from '../../journal/segment.js';
 import { parseTagged } from '../../store/db/statement-journal.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
 import { listSegments, readObject, timelineRanges, type RecoverySource } from './catalog.js';
@@ -54,9 +54,13 @@ export async function* shippedEntries(
         throw new RecoveryError(`segment ${name}: its key does not open with this KMS`);
       });
       verifySegmentMac(segment, systemKey.macKey, name);
+      // Before the chain: a missing segment also breaks the chain, but the gap says what is missing
+      // (segments are contiguous, so the first one missing starts at `expected`).
+      if (header.first > expected) {
+        throw new RecoveryError(`change log of timeline ${range.timeline} has a gap: entries ${expected} to ${header.first - 1} are missing before segment ${name} (segment ${segmentObjectKey(range.timeline, expected)} is not in the store)`);
+      }
       if (prevHash !== null && header.prev !== prevHash) throw new RecoveryError(`segment ${name}: does not continue the chain (the segment before it was changed or replaced)`);
       if (header.first === 1 && header.prev !== GENESIS_SEGMENT_HASH) throw new RecoveryError(`segment ${name}: the first segment of the log names a predecessor`);
-      if (header.first > expected) throw new RecoveryError(`change log of timeline ${range.timeline} has a gap: entries ${expected} to ${header.first - 1} are missing before segment ${name}`);
       prevHash = sha256Hex(bytes);
       const entries: ShippedEntry[] = [];
       let counted = 0;
@@ -74,11 +78,13 @@ export async function* shippedEntries(
       }
       if (counted !== header.last - header.first + 1) throw new RecoveryError(`segment ${name}: its chunks do not hold its whole range`);
       entries.sort((a, b) => a.seq - b.seq);
+      // Set before the first yield: a reader that stops within this verified segment still knows the log reaches its end.
+      const through = Math.min(header.last, range.to);
+      end.seq = through;
       for (const entry of entries) {
         if (entry.seq >= expected && entry.seq <= range.to) yield entry;
       }
-      expected = Math.min(header.last, range.to) + 1;
-      end.seq = expected - 1;
+      expected = through + 1;
       if (expected > range.to) break;
     }
   }
