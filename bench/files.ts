@@ -8,16 +8,17 @@
  *
  * Every transfer is checked by SHA-256; a mismatch exits 1. Targets are printed, not enforced.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
+import { createTenantWithCli } from './support/cli-tenant.js';
+import { temporaryDataDir } from './support/lifecycle.js';
 import { killAllServers, startServerProcess } from './support/server-process.js';
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
@@ -30,12 +31,7 @@ const sizeMib = Number(values['size-mib']);
 const bigMib = Number(values['big-mib']);
 const rounds = Number(values.rounds);
 
-const dataDir = mkdtempSync(join(os.tmpdir(), 'strongroom-bench-files-'));
-const cleanup = () => {
-  killAllServers();
-  rmSync(dataDir, { recursive: true, force: true });
-};
-process.once('exit', cleanup);
+const { dir: dataDir } = temporaryDataDir('strongroom-bench-files-', killAllServers);
 
 /** A file of random bytes (written in 1 MiB blocks, so this process stays small); returns its SHA-256. */
 function makeFile(path: string, mib: number): string {
@@ -83,8 +79,7 @@ const best = (seconds: number[]) => Math.min(...seconds);
 const rate = (mib: number, seconds: number) => `${(mib / seconds).toFixed(1)} MiB/s`;
 
 async function main(): Promise<void> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, '--data-dir', dataDir, 'tenant', 'create', 'bench', '--json']);
-  const { tenantId, apiKey } = JSON.parse(stdout.trim().split('\n').pop()!) as { tenantId: string; apiKey: string };
+  const { tenantId, apiKey } = await createTenantWithCli(CLI, dataDir, 'bench');
   const server = await startServerProcess('strongroom', [CLI, '--data-dir', dataDir, 'serve', '--port', '0'], join(dataDir, 'server.log'));
   const ca = readFileSync(join(dataDir, 'tls', 'ca-cert.pem'));
   const dispatcher = new Agent({ connect: { ca, servername: 'localhost' }, bodyTimeout: 600_000, headersTimeout: 600_000 });

@@ -9,18 +9,19 @@
  * Exits 1 if any request got something other than a verified 2xx, or an error; target misses are
  * printed, not failed. The load generator (autocannon) runs in this process, on the same machine.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { connect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { Agent, request } from 'undici';
 import { badResponses, comparisonTable, cpuTable, failuresTable, interferenceWarning, memoryLine, targetLines, type ServerFigures } from './support/report.js';
-import { aesGcmRate, fsyncRate, machineBusySeconds } from './support/machine.js';
+import { createTenantWithCli } from './support/cli-tenant.js';
+import { aesGcmRate, fsyncRate, machineBusySeconds, machineLine } from './support/machine.js';
 import { killAllServers, startServerProcess, type ServerProcess } from './support/server-process.js';
+import { flagsOrUsage, positiveInt, runBenchmark, temporaryDataDir } from './support/lifecycle.js';
 import { readWorkload, recordBody, stopActiveLoad, writeWorkload, type LoadSettings, type WorkloadResult } from './support/workloads.js';
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
@@ -34,12 +35,6 @@ const COLLECTION = 'bench';
 const ID_PREFIX = 'r';
 
 const USAGE = 'usage: node dist/bench/records.js [--duration SECONDS] [--connections N] [--record-bytes N] [--writes-only] [--cpu-prof-dir DIR]';
-
-function positiveInt(name: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 function parseFlags() {
   const { values } = parseArgs({
@@ -60,41 +55,15 @@ function parseFlags() {
   };
 }
 
-let flags: ReturnType<typeof parseFlags>;
-try {
-  flags = parseFlags();
-} catch (error) {
-  warn(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
-  process.exit(2);
-}
+const flags = flagsOrUsage(parseFlags, USAGE);
 const { durationSeconds, connections, recordBytes, profileDir } = flags;
 const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []);
 
-const dataDir = mkdtempSync(join(os.tmpdir(), 'strongroom-bench-'));
-let cleaned = false;
-/** Runs on every way out: children killed, temp dir gone. */
-function cleanup(): void {
-  if (cleaned) return;
-  cleaned = true;
+/** Removed on every way out, after the load and the servers are stopped. */
+const { dir: dataDir, cleanup } = temporaryDataDir('strongroom-bench-', () => {
   stopActiveLoad();
   killAllServers();
-  rmSync(dataDir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    warn(`\ninterrupted by ${signal}; stopping servers and removing ${dataDir}`);
-    cleanup();
-    process.exit(130);
-  });
-}
-
-async function createTenant(): Promise<{ tenantId: string; apiKey: string }> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CLI, '--data-dir', dataDir, 'tenant', 'create', 'bench', '--json']);
-  const created = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { tenantId?: string; apiKey?: string };
-  if (!created.tenantId || !created.apiKey) throw new Error(`tenant create printed no tenantId/apiKey: ${stdout}`);
-  return { tenantId: created.tenantId, apiKey: created.apiKey };
-}
+});
 
 /** A fully verified TLS connection (CA and host name), to learn what the load will negotiate. */
 function negotiatedTls(port: number, ca: Buffer): Promise<string> {
@@ -206,9 +175,8 @@ function secureEvidence(figures: ServerFigures): { lines: string[]; ok: boolean 
 }
 
 async function main(): Promise<number> {
-  const cpus = os.cpus();
   say('Strongroom records benchmark');
-  say(`machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`);
+  say(`machine: ${machineLine()}`);
   say(
     `settings: ${connections} keep-alive HTTPS connections, ${durationSeconds} s per workload, ${recordBytes}-byte JSON records (one indexed field), ` +
       'embedded default (SQLite WAL synchronous=FULL, group commit, local KMS, local-CA TLS), autocannon in this process',
@@ -219,7 +187,7 @@ async function main(): Promise<number> {
   );
   say(`data dir: ${dataDir} (removed at exit)${profileDir ? `; CPU profiles: ${profileDir}` : ''}\n`);
 
-  const { tenantId, apiKey } = await createTenant();
+  const { tenantId, apiKey } = await createTenantWithCli(CLI, dataDir, 'bench');
   const secure = await startServerProcess('secure', [...nodeFlags('secure'), CLI, '--data-dir', dataDir, 'serve', '--port', '0'], join(dataDir, 'secure.log'));
   const ca = readFileSync(join(dataDir, 'tls', 'ca-cert.pem'));
   const tls = await negotiatedTls(secure.port, ca);
@@ -262,14 +230,4 @@ async function main(): Promise<number> {
   return bad === 0 && evidence.ok ? 0 : 1;
 }
 
-main().then(
-  (code) => {
-    cleanup();
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    warn(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    cleanup();
-    process.exitCode = 1;
-  },
-);
+runBenchmark(main, cleanup);

@@ -1,8 +1,15 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 
 /* Yardsticks of the machine the benchmark runs on, so figures from different machines compare. */
+
+/** Cores, CPU model, memory, OS and Node version, on one line. */
+export function machineLine(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`;
+}
 
 /**
  * AES-256-GCM encryptions of 1 KiB per second on one core: a yardstick for this machine's speed
@@ -54,4 +61,30 @@ export function fsyncRate(dir: string): number {
     rmSync(file);
   }
   return (count * 1000) / (performance.now() - start);
+}
+
+export interface Observed<T> {
+  value: T;
+  seconds: number;
+  /** CPU other processes used meanwhile, in cores (1: one core busy all along); null without /proc. */
+  othersCores: number | null;
+}
+
+/**
+ * Runs `work`, timing it and noting how busy the rest of the machine was meanwhile: every process
+ * but this one and those `oursCpuSeconds` counts (a server child's CPU seconds so far).
+ */
+export async function observed<T>(work: () => Promise<T>, oursCpuSeconds: () => number | null = () => 0): Promise<Observed<T>> {
+  const machineBefore = machineBusySeconds();
+  const oursBefore = oursCpuSeconds();
+  const selfBefore = process.cpuUsage();
+  const started = performance.now();
+  const value = await work();
+  const seconds = (performance.now() - started) / 1000;
+  const self = process.cpuUsage(selfBefore);
+  const oursAfter = oursCpuSeconds();
+  const machineAfter = machineBusySeconds();
+  if (machineBefore === null || machineAfter === null || oursBefore === null || oursAfter === null) return { value, seconds, othersCores: null };
+  const others = machineAfter - machineBefore - (oursAfter - oursBefore) - (self.user + self.system) / 1e6;
+  return { value, seconds, othersCores: Math.max(0, others) / seconds };
 }

@@ -62,7 +62,7 @@ export function recordBody(n: number, bytes: number): string {
 }
 
 /** Both servers answer a record with a JSON object whose first member is its id. */
-const namesRecord = (body: string, id: string) => body.startsWith(`{"id":"${id}"`);
+export const namesRecord = (body: string, id: string) => body.startsWith(`{"id":"${id}"`);
 
 function run(settings: LoadSettings, title: string, requests: autocannon.Request[]): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
