@@ -133,7 +133,11 @@ export function startJobRunner(core: Core, jobs: Job[], options: JobRunnerOption
       void track(
         (async () => {
           try {
-            if (await takeLease(job.name, true)) await execute(job);
+            // A continuous job (everyMs 0) starts its next run as soon as one ends, not at the next tick.
+            while (!stopped && (await takeLease(job.name, true))) {
+              await execute(job);
+              if (job.everyMs > 0) break;
+            }
           } finally {
             busy.delete(job.name);
           }
