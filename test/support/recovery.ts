@@ -139,3 +139,16 @@ export async function waitShippedAt(where: DatabaseLocation, timeoutMs = 20_000)
     await sleep(50);
   }
 }
+
+/** Polls `check` until it holds; fails naming `what` at the deadline, also when a check never returns. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)), timeoutMs);
+  });
+  try {
+    while (!(await Promise.race([check(), expired]))) await Promise.race([sleep(25), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import pg from 'pg';
 import { ConfigError } from '../../errors.js';
 import { migrationsFor } from './migrations.js';
@@ -48,6 +48,27 @@ function withStatementCache(db: SQLite.Database): SqliteDatabase {
   };
 }
 
+/**
+ * The writer's transactions begin IMMEDIATE, taking the write lock before their first read. A
+ * deferred one that has read fails at its first write, at once and without the busy wait, when
+ * another process (a CLI command beside the server) committed in between; an immediate one waits.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class WriterSqliteDialect extends SqliteDialect {
+  constructor(private readonly writerConfig: SqliteDialectConfig) {
+    super(writerConfig);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.writerConfig);
+  }
+}
+
 function openSqlite(file: string): Database {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const writer = new SQLite(file);
@@ -61,7 +82,7 @@ function openSqlite(file: string): Database {
   const reader = new SQLite(file);
   reader.pragma('busy_timeout = 5000');
   reader.pragma('query_only = ON');
-  const writerDb = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(writer) }) });
+  const writerDb = new Kysely<Tables>({ dialect: new WriterSqliteDialect({ database: withStatementCache(writer) }) });
   const readerDb = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(reader) }) });
   return {
     dialect: 'sqlite',
