@@ -29,6 +29,9 @@ export async function readTarget(core: Core, caller: Actor, tenantId: string, ta
   return openRecord(key, targetAad(tenantId), target).toString('utf8');
 }
 
+/** The request metadata of work no request caused: a background job, the keyring. */
+export const NO_REQUEST: RequestMeta = { requestId: '-', sourceIp: '-' };
+
 export interface AuditEntry {
   tenantId: string;
   action: string;
@@ -71,7 +74,7 @@ const KEYRING: Actor = { kind: 'system', name: 'keyring' };
  * miss, in the name of the caller whose request needed it.
  */
 export function auditKeyUse(core: Core, tenantId: string, use: { keyId: number; purpose: string; kekVersion: number }, caller: Actor): Promise<void> {
-  return auditRead(core, caller, { requestId: '-', sourceIp: '-' }, {
+  return auditRead(core, caller, NO_REQUEST, {
     tenantId,
     action: 'kms.unwrap',
     target: plainTarget(`data-key:${use.keyId} purpose:${use.purpose} kek-version:${use.kekVersion}`),
@@ -84,7 +87,7 @@ export const SYSTEM_CHAIN = '_system';
 
 /** Records a use of a system KEK (e.g. opening a secret at start-up) in the system chain. */
 export function auditSystemKeyUse(core: Core, use: { keyName: string; subject: string; purpose: string; kekVersion: number }): Promise<void> {
-  return auditRead(core, KEYRING, { requestId: '-', sourceIp: '-' }, {
+  return auditRead(core, KEYRING, NO_REQUEST, {
     tenantId: SYSTEM_CHAIN,
     action: 'kms.unwrap',
     target: plainTarget(`${use.keyName} ${use.subject} purpose:${use.purpose} kek-version:${use.kekVersion}`),

@@ -117,3 +117,9 @@ export async function updateTenantPolicy(
     return readTenant(tx, tenantId);
   });
 }
+
+/** A tenant's lifecycle status (`active`, `terminated`, `purged`), or null when there is no such tenant. */
+export async function tenantStatus(core: Core, tenantId: string): Promise<string | null> {
+  const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
+  return row?.status ?? null;
+}

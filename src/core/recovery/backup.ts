@@ -8,12 +8,11 @@ import { backupIdFor, backupObject, manifestObject, signManifest, SYSTEM_PART, t
 import { JOURNALED_TABLES } from '../../store/db/journaled-tables.js';
 import { stringifyTagged } from '../../store/db/statement-journal.js';
 import type { Tables } from '../../store/db/tables.js';
-import { auditInTx, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
+import { auditInTx, NO_REQUEST, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
 import { newSystemKey, sealingKeyFor } from './recovery-keys.js';
 
 const BACKUP: Actor = { kind: 'system', name: 'recovery.backup' };
-const NO_REQUEST = { requestId: '-', sourceIp: '-' };
 
 export const partAad = (backupId: string, name: string) => encodeAad(['strongroom/backup-part', backupId, name]);
 export const backupKeyAad = (timeline: string, backupId: string) => ['backup', timeline, backupId];

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { randomId } from '../ids.js';
 import { ownedDigest } from '../../store/db/owned-rows.js';
-import { auditInTx, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
+import { auditInTx, NO_REQUEST, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
 import { enqueueNotification } from '../notifications/outbox.js';
 import { restoreInto } from './restore.js';
@@ -9,7 +9,6 @@ import { withScratchDatabase } from './scratch.js';
 import { shipThrough } from './ship.js';
 
 const DRILL: Actor = { kind: 'system', name: 'recovery.drill' };
-const NO_REQUEST = { requestId: '-', sourceIp: '-' };
 
 export type DrillKind = 'full' | 'tenant';
 

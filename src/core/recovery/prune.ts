@@ -1,10 +1,9 @@
 import { backupPrefix, manifestObject } from '../../journal/backup-manifest.js';
-import { auditInTx, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
+import { auditInTx, NO_REQUEST, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
 import { listSegments } from './catalog.js';
 
 const PRUNE: Actor = { kind: 'system', name: 'recovery.prune' };
-const NO_REQUEST = { requestId: '-', sourceIp: '-' };
 
 export interface RetentionSettings {
   /** The point-in-time window: the log is kept this far back from now. */

@@ -2,6 +2,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Core, Principal } from '../../core/context.js';
 import { TENANT_ID } from '../../core/ids.js';
 import { auditAuthFailure } from '../../core/audit-events.js';
+import { tenantStatus } from '../../core/tenants.js';
 import { MfaRequiredError, UnauthenticatedError } from '../../errors.js';
 import { ALLOWED_WHEN_TERMINATED, assertAllowedForStatus, POLICY, type Action } from '../../policy/authorize.js';
 import { authenticate, claimedCredential, type Authenticator } from '../../identity/authenticate.js';
@@ -42,8 +43,8 @@ export function requireAction(routeTable: RouteAction[]) {
 async function refuseWhenTerminated(core: Core, principal: Principal, tenantId: string | undefined, action: Action): Promise<void> {
   if (tenantId === undefined || ALLOWED_WHEN_TERMINATED.has(action)) return;
   if (principal.kind !== 'operator' && principal.tenantId !== tenantId) return;
-  const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
-  if (row) assertAllowedForStatus(action, row.status);
+  const status = await tenantStatus(core, tenantId);
+  if (status !== null) assertAllowedForStatus(action, status);
 }
 
 /**
