@@ -3,7 +3,7 @@
 // its rows. Real processes (the CLI and `serve`), killed with SIGKILL. Keys and blob store live
 // outside the data directory, as they would on another machine, so a restore starts from them alone.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -25,7 +25,7 @@ import { JOURNALED_TABLES } from '../../src/store/db/journaled-tables.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
 import { prepareDataDir } from '../../src/cli/runtime.js';
 import { postgresEnv, runCli, spawnCli, spawnServer, tempDirs, type ServerProcess } from '../support/cli-process.js';
-import { emptyDatabase, shippingHeads, siteEnv, waitShippedAt, type DatabaseLocation } from '../support/recovery.js';
+import { dropDatabase, emptyDatabase, shippingHeads, siteEnv, waitShippedAt, type DatabaseLocation } from '../support/recovery.js';
 import { DRIVERS, freshPostgresUrl, stopPostgres, type Driver } from '../support/strongroom.js';
 import { apiClient, compareWithLoad, readAllRecords, writeUntilKilled } from '../support/write-load.js';
 
@@ -143,13 +143,18 @@ for (const driver of DRIVERS) {
 
         const second = await spawnServer(site.dataDir, { env: site.env });
         servers.push(second);
-        const shipped = await waitShippedAt(site.database);
+        const shipped = await waitShippedAt(site.database).catch((error: Error) => {
+          throw new Error(`${error.message}; the restarted server said:\n${second.stderr.join('').slice(-4000)}`);
+        });
         await second.stop();
 
+        // The disaster: the data directory and the database are lost; the keys and blobs beside them are not.
+        rmSync(site.dataDir, { recursive: true, force: true });
+        if (site.database.driver === 'postgres') await dropDatabase(site.database.url);
         const restored = await restoredSite(site, driver);
         const restore = await runCli(restored.dataDir, ['restore', '--to', 'latest', '--into', restored.into, '--json'], { env: restored.env, timeoutMs: 60_000 });
         assert.equal(restore.code, 0, restore.stderr);
-        const result = JSON.parse(restore.stdout) as { seq: number };
+        const result = JSON.parse(restore.stdout) as { seq: number; newTimeline: string };
         assert.ok(result.seq >= shipped, `restored through sequence ${result.seq}, shipped ${shipped}`);
 
         const third = await spawnServer(restored.dataDir, { env: restored.env });
@@ -161,6 +166,12 @@ for (const driver of DRIVERS) {
           assert.deepEqual(found.wrong, [], 'acknowledged writes restored otherwise than acknowledged');
           assert.deepEqual(found.torn, [], 'a write in flight at the kill is restored whole or not at all');
           assert.deepEqual(found.unknown, [], 'no record is restored that was never written');
+          // Life goes on: a new write is shipped on the new timeline, from the restored sequence.
+          assert.equal((await reader.call('PUT', `${base}/records/after-restore`, { loop: -1, n: 0, pad: '', text: 'new timeline' })).status, 201);
+          await waitShippedAt(restored.database);
+          const segments = readdirSync(join(site.blobs.primary, 'journal', result.newTimeline));
+          assert.equal(Number(segments.sort()[0]), result.seq + 1, 'the new timeline goes on from the restored sequence');
+          assert.ok(existsSync(join(site.blobs.replica, 'timelines', result.newTimeline)), 'the blob store records the new timeline');
         } finally {
           await reader.close();
         }

@@ -152,3 +152,17 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     clearTimeout(timer);
   }
 }
+
+/** Drops a PostgreSQL database, ending any connection to it: the database is lost. */
+export async function dropDatabase(url: string): Promise<void> {
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE "${name.replace(/"/g, '""')}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
