@@ -5,6 +5,7 @@ import { maskedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { StrongroomError } from '../errors.js';
 import { configFrom, prepareDataDir, type GlobalOptions } from './runtime.js';
+import { registerLifecycleCommands } from './lifecycle-commands.js';
 import { registerRecoveryCommands } from './recovery-commands.js';
 
 // The server, the database drivers and the KMS load only for the commands that use them.
@@ -326,6 +327,7 @@ secrets
   });
 
 registerRecoveryCommands(program, globals);
+registerLifecycleCommands(tenant, globals);
 
 program.parseAsync().catch((error: unknown) => {
   const message = error instanceof StrongroomError ? error.message : error instanceof Error ? error.message : String(error);

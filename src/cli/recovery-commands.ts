@@ -21,7 +21,7 @@ function parseTarget(text: string): RestoreTarget {
 }
 
 const describeResult = (r: RestoreResult) =>
-  `restored to sequence ${r.seq}${r.at === null ? '' : ` (${new Date(r.at).toISOString()})`} from ${r.backupId === null ? 'the start of the log' : `backup ${r.backupId}`}: ${r.rows} rows, ${r.entries} log entries; ${r.auditChains.length} audit chains verified`;
+  `restored to sequence ${r.seq}${r.at === null ? '' : ` (${new Date(r.at).toISOString()})`} from ${r.backupId === null ? 'the start of the log' : `backup ${r.backupId}`}: ${r.rows} rows, ${r.entries} log entries; ${r.auditChains.length} audit chains verified${r.shredded.length > 0 ? `; left out, purged (keys destroyed): ${r.shredded.join(', ')}` : ''}`;
 
 /** The blob store and the KMS of the configuration: all a disaster recovery starts from. */
 async function openSource(config: Config) {

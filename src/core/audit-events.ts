@@ -103,7 +103,8 @@ const ANONYMOUS: Actor = { kind: 'system', name: 'unauthenticated' };
  * issuer), never a secret; `reason` is the verifier's, e.g. expired or bad_signature.
  */
 export async function auditAuthFailure(core: Core, tenantId: string, meta: RequestMeta, credential: string, reason: string): Promise<void> {
-  const tenant = await core.db.reader.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
-  if (!tenant) return;
+  const tenant = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
+  // A purged tenant has no audit log left to add to (the server's own log still has the attempt).
+  if (!tenant || tenant.status === 'purging' || tenant.status === 'purged') return;
   await auditRead(core, ANONYMOUS, meta, { tenantId, action: 'auth.failed', target: plainTarget(`${credential} reason:${reason}`), result: 'denied' });
 }

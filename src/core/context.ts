@@ -38,7 +38,13 @@ export interface Core {
   files: FileSettings;
   recovery: RecoverySettings;
   /** Days from termination to purge, in milliseconds. */
-  lifecycle: { purgeAfterMs: number };
+  lifecycle: {
+    purgeAfterMs: number;
+    /** The KMS's waiting period before a key scheduled for destruction is destroyed. */
+    destroyWaitMs: number;
+    /** Retention that decides when the recovery store's copies age out (for deletion certificates). */
+    ageOut: { segmentRetentionMs: number; backupRetentionMs: number; backupIntervalMs: number };
+  };
   now: () => number;
   /**
    * The database's clock, for deadlines that must not depend on one instance's clock (a purge is

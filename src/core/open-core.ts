@@ -12,6 +12,8 @@ import { auditKeyUse, auditSystemKeyUse } from './audit-events.js';
 import { dataKeyUnwrapper } from './tenant-keys.js';
 import { queueRepair } from './files/blob-repairs.js';
 import { openBlobs } from '../store/blob/index.js';
+
+const DAY = 86_400_000;
 import type { ReplicatedBlobStore } from '../store/blob/replicated.js';
 
 export function databaseOptions(config: Config): DatabaseOptions {
@@ -72,9 +74,13 @@ export async function openCore(config: Config, now: () => number = Date.now, dat
     committer,
     limits: config.records,
     blobs,
-    files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * 86_400_000, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
+    files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * DAY, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
     recovery: { segmentMaxBytes: config.recovery.segmentMaxBytes },
-    lifecycle: { purgeAfterMs: config.lifecycle.purgeAfterDays * 86_400_000 },
+    lifecycle: {
+      purgeAfterMs: config.lifecycle.purgeAfterDays * DAY,
+      destroyWaitMs: config.kms.destroyWaitSeconds * 1000,
+      ageOut: { segmentRetentionMs: config.recovery.segmentRetentionDays * DAY, backupRetentionMs: config.recovery.backupRetentionDays * DAY, backupIntervalMs: config.recovery.backupIntervalHours * 3_600_000 },
+    },
     databaseNow: databaseNow ?? (() => databaseClock(db)),
     now,
     async close() {

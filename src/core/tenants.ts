@@ -118,7 +118,13 @@ export async function updateTenantPolicy(
   });
 }
 
-/** A tenant's lifecycle status (`active`, `terminated`, `purged`), or null when there is no such tenant. */
+/**
+ * Statuses of a tenant whose key is scheduled for destruction or destroyed: nothing more is sealed
+ * under it, so backups, drills and key rotation leave such a tenant out.
+ */
+export const SHREDDED_STATUSES: readonly string[] = ['purging', 'purged'];
+
+/** A tenant's lifecycle status (`active`, `terminated`, `purging`, `purged`), or null when there is no such tenant. */
 export async function tenantStatus(core: Core, tenantId: string): Promise<string | null> {
   const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
   return row?.status ?? null;

@@ -17,6 +17,8 @@ import { shipContinuously } from './ship-loop.js';
 import { takeBackup } from '../core/recovery/backup.js';
 import { runDrill } from '../core/recovery/drill.js';
 import { pruneRecovery } from '../core/recovery/prune.js';
+import { SHREDDED_STATUSES } from '../core/tenants.js';
+import { runDuePurges } from '../core/lifecycle/purge.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -41,6 +43,13 @@ export function backgroundJobs(config: Config): Job[] {
         if (!last || last.finishedAt !== null || core.now() - last.updatedAt < MINUTE) return 'nothing to resume';
         return `${await rewrapAll(core)} data keys re-wrapped`;
       },
+    },
+    {
+      // Purges due by the database's clock; one cut short is finished on the next run.
+      name: 'lifecycle.purge',
+      everyMs: 10 * MINUTE,
+      firstRunDelayMs: MINUTE,
+      run: (core) => runDuePurges(core),
     },
     {
       name: 'kms.destroy-due',
@@ -172,7 +181,7 @@ const reencryptOptions = (config: Config) => ({ batchRows: config.keys.reencrypt
 
 /** Rotates every KEK whose primary version is older than `maxAgeMs`, then re-wraps what they wrap. */
 async function rotateDue(core: Core, config: Config, maxAgeMs: number): Promise<string> {
-  const tenants = await core.db.reader.selectFrom('tenants').select('id').orderBy('id').execute();
+  const tenants = await core.db.reader.selectFrom('tenants').select('id').where('status', 'not in', SHREDDED_STATUSES).orderBy('id').execute();
   const rotated = await rotateDueKeys(core, [...tenants.map((t) => kekName(t.id)), SYSTEM_SECRETS_KEY], maxAgeMs);
   const secrets = rotated.includes(SYSTEM_SECRETS_KEY) ? await auditedSecretStore(core, config.secrets.file!).rewrap() : 0;
   const dataKeys = rotated.length > 0 ? await rewrapAll(core) : 0;

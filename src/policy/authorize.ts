@@ -47,6 +47,8 @@ export const POLICY = {
   'ops.restore': { roles: [], operators: ['sre'], grants: [] },
   // Owners only (with an explicit confirmation), never a key: a leaked key must not end a tenant. Operators give a reason.
   'tenant.terminate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
+  // After the purge only the owners' sign-in links remain, for this.
+  'tenant.certificate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;
@@ -66,13 +68,20 @@ export const ALLOWED_WHEN_TERMINATED: ReadonlySet<Action> = new Set<Action>([
   'access.read',
   'access.revoke',
   'tenant.terminate',
+  'tenant.certificate',
   'ops.read',
 ]);
 
-/** Refuses an action a terminated tenant no longer allows. */
+/** What a tenant being purged, or purged, still allows: its metadata and its deletion certificate. */
+export const ALLOWED_WHEN_PURGED: ReadonlySet<Action> = new Set<Action>(['tenant.read', 'tenant.certificate', 'ops.read']);
+
+/** Refuses an action a terminated or purged tenant no longer allows. */
 export function assertAllowedForStatus(action: Action, tenantStatus: string): void {
-  if (tenantStatus !== 'active' && !ALLOWED_WHEN_TERMINATED.has(action)) {
-    throw new ForbiddenError(`the tenant is ${tenantStatus}: it is read-only (export is still possible) until its termination is cancelled`);
+  if (tenantStatus === 'active') return;
+  if (tenantStatus === 'terminated') {
+    if (!ALLOWED_WHEN_TERMINATED.has(action)) throw new ForbiddenError(`the tenant is terminated: it is read-only (export is still possible) until its termination is cancelled`);
+  } else if (!ALLOWED_WHEN_PURGED.has(action)) {
+    throw new ForbiddenError(`the tenant is ${tenantStatus}: its data is deleted`);
   }
 }
 

@@ -13,6 +13,8 @@ import { requireAction, type RouteAction } from '../../src/http/routes/index.js'
 import { operatorId } from '../../src/identity/operators.js';
 import { POLICY, type Action, type Rule } from '../../src/policy/authorize.js';
 import { startIdentityProviders, type IdentityProviders } from '../support/identity-providers.js';
+import { SYSTEM_CHAIN } from '../../src/core/audit-events.js';
+import { signCertificate } from '../../src/core/lifecycle/certificate-keys.js';
 import { startHarness, type Harness } from '../support/strongroom.js';
 
 type Caller =
@@ -197,6 +199,16 @@ describe('the authorization matrix', () => {
     'GET /v1/ops/tenants': async () => ({}),
     'GET /v1/ops/storage': async () => ({}),
     'GET /v1/ops/recovery': async () => ({}),
+    'GET /v1/ops/lifecycle': async () => ({}),
+    // A certificate on file, as a purge leaves it (the tenant stays active here, so every caller can be tried).
+    'GET /v1/tenants/:tenantId/deletion-certificate': async (t) => {
+      const certificate = await signCertificate(h.core, { tenantId: t.tenantId });
+      await h.core.committer.submit(SYSTEM_CHAIN, async (tx) => {
+        await tx.deleteFrom('tenant_purges').where('tenant_id', '=', t.tenantId).execute();
+        await tx.insertInto('tenant_purges').values({ tenant_id: t.tenantId, started_at: 0, counts: '{}', certificate }).execute();
+      });
+      return {};
+    },
     'POST /v1/tenants/:tenantId/termination': async (t) => ({ body: { confirm: t.tenantId, reason: 'matrix' } }),
     'DELETE /v1/tenants/:tenantId/termination': async (t) => {
       await setStatus(t, 'terminated');
@@ -278,8 +290,9 @@ describe('the authorization matrix', () => {
     const documented = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
       Object.keys(item).map((method) => `${method.toUpperCase()} ${path.replace('{*}', '*').replace(/\{(\w+)\}/g, ':$1')}`),
     );
-    // The one route without a bearer credential: the signed token in its path is the authorization.
-    const unauthenticated = ['GET /v1/signed/:token'];
+    // Routes without a bearer credential: the signed token in its path is the authorization, and
+    // the keys that verify deletion certificates are public.
+    const unauthenticated = ['GET /v1/signed/:token', 'GET /v1/deletion-certificates/keys'];
     for (const route of unauthenticated) assert.ok(documented.includes(route), route);
     const table = h.server.app.routeTable.map((r) => `${r.method} ${r.url}`);
     // HEAD routes authorize like their GET (same action), and are left out of the table.

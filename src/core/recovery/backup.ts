@@ -10,6 +10,7 @@ import { stringifyTagged } from '../../store/db/statement-journal.js';
 import type { Tables } from '../../store/db/tables.js';
 import { auditInTx, NO_REQUEST, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
+import { SHREDDED_STATUSES } from '../tenants.js';
 import { newSystemKey, sealingKeyFor } from './recovery-keys.js';
 
 const BACKUP: Actor = { kind: 'system', name: 'recovery.backup' };
@@ -48,7 +49,8 @@ export async function takeBackup(core: Core, onProgress: (progress: BackupProgre
     const timeline = head.timeline;
     const seq = Number(head.seq);
     const schema = (await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(db)).rows[0]?.name ?? '';
-    const tenants = (await db.selectFrom('tenants').select('id').orderBy('id').execute()).map((t) => t.id);
+    // A tenant being purged is left out: its key is scheduled for destruction and its rows are going.
+    const tenants = (await db.selectFrom('tenants').select('id').where('status', 'not in', SHREDDED_STATUSES).orderBy('id').execute()).map((t) => t.id);
     const backupId = backupIdFor(seq, randomBytes(4).toString('hex'));
     const system = await newSystemKey(core.kms, backupKeyAad(timeline, backupId));
     const progress: BackupProgress = { partsDone: 0, partsTotal: tenants.length + 1, rows: 0, bytes: 0 };

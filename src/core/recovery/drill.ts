@@ -6,6 +6,7 @@ import type { Actor, Core } from '../context.js';
 import { enqueueNotification } from '../notifications/outbox.js';
 import { restoreInto } from './restore.js';
 import { withScratchDatabase } from './scratch.js';
+import { SHREDDED_STATUSES } from '../tenants.js';
 import { shipThrough } from './ship.js';
 
 const DRILL: Actor = { kind: 'system', name: 'recovery.drill' };
@@ -40,7 +41,7 @@ export async function runDrill(core: Core, kind: DrillKind, tenant?: string): Pr
   try {
     const live = await core.db.snapshot(async (db) => {
       const head = await db.selectFrom('journal_head').select(['timeline', 'seq']).where('id', '=', 1).executeTakeFirstOrThrow();
-      const tenants = (await db.selectFrom('tenants').select('id').orderBy('id').execute()).map((t) => t.id);
+      const tenants = (await db.selectFrom('tenants').select('id').where('status', 'not in', SHREDDED_STATUSES).orderBy('id').execute()).map((t) => t.id);
       if (kind === 'tenant') tenantId = tenant ?? tenants[randomInt(Math.max(1, tenants.length))] ?? null;
       const owners = kind === 'full' ? [SYSTEM_CHAIN, ...tenants] : tenantId === null ? [] : [tenantId];
       const digests = new Map<string, string>();
@@ -52,7 +53,7 @@ export async function runDrill(core: Core, kind: DrillKind, tenant?: string): Pr
       const restored = await restoreInto(core, scratch, { target: { seq: live.seq }, timeline: live.timeline, now: core.now(), ...(tenantId === null ? {} : { tenant: tenantId }) });
       const differing: string[] = [];
       for (const [owner, digest] of live.digests) if ((await ownedDigest(scratch.writer, owner)) !== digest) differing.push(owner);
-      const restoredOwners = kind === 'full' ? (await scratch.writer.selectFrom('tenants').select('id').execute()).length + 1 : live.digests.size;
+      const restoredOwners = kind === 'full' ? (await scratch.writer.selectFrom('tenants').select('id').where('status', 'not in', SHREDDED_STATUSES).execute()).length + 1 : live.digests.size;
       if (restoredOwners !== live.digests.size) differing.push(`${restoredOwners} owners restored, ${live.digests.size} live`);
       return {
         tenantId,

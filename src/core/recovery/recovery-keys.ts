@@ -4,6 +4,7 @@ import { ConflictError } from '../../errors.js';
 import type { Kms } from '../../kms/kms.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
+import { SHREDDED_STATUSES } from '../tenants.js';
 import { kekName, tenantDataKey, wrapAad } from '../tenant-keys.js';
 
 /**
@@ -62,7 +63,7 @@ export async function openSystemKey(kms: Kms, wrapped: Buffer, aad: readonly (st
  * current data key, whose id and wrapped bytes travel with it, or the system key's sealing key.
  */
 export async function sealingKeyFor(core: Core, owner: string, system: SystemKey, caller: Actor): Promise<{ key: DataKey; keyId: number | null; wrappedKey: string | null }> {
-  if (owner === SYSTEM_CHAIN) return { key: system.sealKey, keyId: null, wrappedKey: null };
+  if (owner === SYSTEM_CHAIN || (await isShredding(core, owner))) return { key: system.sealKey, keyId: null, wrappedKey: null };
   const key = await tenantDataKey(core, owner, caller);
   const row = await core.db.reader
     .selectFrom('data_keys')
@@ -71,6 +72,16 @@ export async function sealingKeyFor(core: Core, owner: string, system: SystemKey
     .where('key_id', '=', key.id)
     .executeTakeFirstOrThrow();
   return { key, keyId: key.id, wrappedKey: row.wrapped.toString('base64') };
+}
+
+/**
+ * A tenant being purged has its key scheduled for destruction, so nothing more can be sealed under
+ * it; what it still has journaled is only the deployment's own bookkeeping (key-use audit events),
+ * sealed under the system key instead of holding the log up.
+ */
+async function isShredding(core: Core, tenantId: string): Promise<boolean> {
+  const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
+  return row !== undefined && SHREDDED_STATUSES.includes(row.status);
 }
 
 /** Opens tenant data keys carried in segments and backups with the KMS alone, once per distinct key. */
@@ -87,6 +98,33 @@ export class CarriedKeys {
       this.opened.set(id, key);
     }
     return key;
+  }
+
+  /**
+   * Like `open`, but null when the tenant's KEK is destroyed or scheduled for destruction (a purged
+   * tenant): its copies are ciphertext no one can read, which a restore leaves out.
+   */
+  async openUnlessShredded(tenantId: string, keyId: number, wrapped: Buffer): Promise<DataKey | null> {
+    try {
+      return await this.open(tenantId, keyId, wrapped);
+    } catch (error) {
+      if (await this.shredded(tenantId)) return null;
+      throw error;
+    }
+  }
+
+  private readonly shreddedTenants = new Map<string, Promise<boolean>>();
+
+  shredded(tenantId: string): Promise<boolean> {
+    let answer = this.shreddedTenants.get(tenantId);
+    if (!answer) {
+      answer = this.kms
+        .listKeyVersions(kekName(tenantId))
+        .then((versions) => versions.length > 0 && versions.every((v) => v.state === 'destroyed' || v.state === 'destroy_scheduled'))
+        .catch(() => false);
+      this.shreddedTenants.set(tenantId, answer);
+    }
+    return answer;
   }
 
   clear(): void {

@@ -44,6 +44,8 @@ export interface RestoreResult {
   rows: number;
   /** Tenants whose audit chains were verified, with their event counts. */
   auditChains: { tenantId: string; events: number }[];
+  /** Purged tenants left out: their keys are destroyed, so their copies cannot be read. */
+  shredded: string[];
 }
 
 const describe = (target: RestoreTarget) => ('seq' in target ? `sequence ${target.seq}` : 'time' in target ? new Date(target.time).toISOString() : 'the latest shipped entry');
@@ -80,11 +82,12 @@ async function insertRows(db: Kysely<Tables>, table: string, rows: Record<string
 }
 
 /** Streams one part into `db`, checking the stored bytes against the manifest's digest. */
-async function loadPart(source: RecoverySource, db: Kysely<Tables>, manifest: BackupManifest, part: BackupPart, systemKey: SystemKey, keys: CarriedKeys, counted: (rows: number) => void): Promise<void> {
+async function loadPart(source: RecoverySource, db: Kysely<Tables>, manifest: BackupManifest, part: BackupPart, systemKey: SystemKey, keys: CarriedKeys, counted: (rows: number) => void): Promise<boolean> {
   const key =
     part.name === SYSTEM_PART || part.keyId === null || part.wrappedKey === null
       ? systemKey.sealKey
-      : await keys.open(part.name, part.keyId, Buffer.from(part.wrappedKey, 'base64'));
+      : await keys.openUnlessShredded(part.name, part.keyId, Buffer.from(part.wrappedKey, 'base64'));
+  if (key === null) return false;
   const digest = createHash('sha256');
   let size = 0;
   const hashing = new Transform({
@@ -121,6 +124,7 @@ async function loadPart(source: RecoverySource, db: Kysely<Tables>, manifest: Ba
   }
   for (const table of pending.keys()) await flush(table);
   if (size !== part.bytes || digest.digest('hex') !== part.sha256) throw new RecoveryError(`backup part ${part.object}: does not match the manifest's digest`);
+  return true;
 }
 
 /** Audit chain heads, from the restored events, so new events continue each chain. */
@@ -155,7 +159,9 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
   if ('time' in options.target && options.target.time > options.now) throw new RecoveryError(`the target ${describe(options.target)} is in the future`);
   if (await holdsRows(db)) throw new RecoveryError('the database to restore into is not empty');
   const keys = new CarriedKeys(source.kms);
+  if (tenant !== undefined && (await keys.shredded(tenant))) throw new RecoveryError(`tenant ${tenant} was purged: its key is destroyed, so no copy of its data can be read`);
   const progress = { rows: 0, entries: 0 };
+  const shredded = new Set<string>();
   try {
     const base = await chooseBase(source, timeline, options.target);
     const baseSeq = base ? base.manifest.seq : 0;
@@ -175,12 +181,13 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
       if (base.manifest.schema !== latestSchema) throw new RecoveryError(`backup ${base.backupId} has schema ${base.manifest.schema}; this version restores ${latestSchema}`);
       for (const part of base.manifest.parts) {
         if (tenant !== undefined && part.name !== tenant) continue;
-        await db.transaction().execute((trx) =>
+        const loaded = await db.transaction().execute((trx) =>
           loadPart(source, trx, base.manifest, part, base.key, keys, (n) => {
             progress.rows += n;
             options.onProgress?.({ phase: 'backup', ...progress });
           }),
         );
+        if (!loaded) shredded.add(part.name);
       }
     }
     let reached = { seq: baseSeq, at: base ? base.manifest.takenAt : null as number | null };
@@ -197,7 +204,7 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
     const end = { seq: baseSeq };
     if (goal === null || goal > baseSeq) {
       let midOperation = false;
-      for await (const entry of shippedEntries(source, timeline, baseSeq, tenant ?? null, keys, end)) {
+      for await (const entry of shippedEntries(source, timeline, baseSeq, tenant ?? null, keys, end, shredded)) {
         // A target inside an operation that spans several entries takes the whole operation.
         if (!midOperation && goal !== null && entry.seq > goal) break;
         if ('time' in options.target && entry.at > options.target.time) break;
@@ -217,7 +224,7 @@ export async function restoreInto(source: RecoverySource, target: Database, opti
     if (goal !== null) reached.seq = Math.max(goal, reached.seq);
     await rebuildHeads(db);
     const auditChains = await verifyRestored(target, tenant);
-    return { timeline, backupId: base?.backupId ?? null, baseSeq, seq: reached.seq, at: reached.at, entries: progress.entries, rows: progress.rows, auditChains };
+    return { timeline, backupId: base?.backupId ?? null, baseSeq, seq: reached.seq, at: reached.at, entries: progress.entries, rows: progress.rows, auditChains, shredded: [...shredded].sort() };
   } finally {
     keys.clear();
   }

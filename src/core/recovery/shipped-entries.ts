@@ -32,6 +32,8 @@ export async function* shippedEntries(
   tenant: string | null,
   keys: CarriedKeys,
   end: { seq: number } = { seq: after },
+  /** Purged tenants whose chunks were left out (their keys are destroyed) are added here. */
+  shredded: Set<string> = new Set(),
 ): AsyncGenerator<ShippedEntry> {
   let expected = after + 1;
   for (const range of await timelineRanges(source, timeline)) {
@@ -70,7 +72,11 @@ export async function* shippedEntries(
         const key =
           chunk.tenant === SYSTEM_CHAIN || chunk.keyId === null || chunk.wrappedKey === null
             ? systemKey.sealKey
-            : await keys.open(chunk.tenant, chunk.keyId, Buffer.from(chunk.wrappedKey, 'base64'));
+            : await keys.openUnlessShredded(chunk.tenant, chunk.keyId, Buffer.from(chunk.wrappedKey, 'base64'));
+        if (key === null) {
+          shredded.add(chunk.tenant);
+          continue;
+        }
         const plain = openRecord(key, chunkAad(range.timeline, first, chunk.tenant), segment.chunks[c]!);
         for (const e of parseTagged(plain.toString('utf8')) as { seq: number; at: number; c: number; s: RootOperationNode[] }[]) {
           entries.push({ seq: e.seq, at: e.at, tenant: chunk.tenant, continued: e.c === 1, statements: e.s });

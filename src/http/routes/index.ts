@@ -4,7 +4,7 @@ import { TENANT_ID } from '../../core/ids.js';
 import { auditAuthFailure } from '../../core/audit-events.js';
 import { tenantStatus } from '../../core/tenants.js';
 import { MfaRequiredError, UnauthenticatedError } from '../../errors.js';
-import { ALLOWED_WHEN_TERMINATED, assertAllowedForStatus, POLICY, type Action } from '../../policy/authorize.js';
+import { ALLOWED_WHEN_PURGED, assertAllowedForStatus, POLICY, type Action } from '../../policy/authorize.js';
 import { authenticate, claimedCredential, type Authenticator } from '../../identity/authenticate.js';
 import { metaOf } from '../request-context.js';
 import { accessRequestRoutes } from './access-requests.js';
@@ -15,6 +15,7 @@ import { fileRoutes, signedFileRoutes, storageRoutes } from './files.js';
 import { notificationRoutes } from './notifications.js';
 import { memberRoutes } from './members.js';
 import { recordRoutes } from './records.js';
+import { certificateKeyRoutes, lifecycleRoutes } from './lifecycle.js';
 import { recoveryRoutes } from './recovery.js';
 import { tenantRoutes } from './tenants.js';
 
@@ -37,11 +38,12 @@ export function requireAction(routeTable: RouteAction[]) {
 }
 
 /**
- * A terminated tenant is read-only: actions it no longer allows are refused before they run. Only
- * for callers that may address the tenant at all, so others still cannot tell it from a missing one.
+ * A terminated tenant is read-only, and one being purged or purged allows nothing but its metadata
+ * and certificate: actions its status no longer allows are refused before they run. Only for
+ * callers that may address the tenant at all, so others still cannot tell it from a missing one.
  */
 async function refuseWhenTerminated(core: Core, principal: Principal, tenantId: string | undefined, action: Action): Promise<void> {
-  if (tenantId === undefined || ALLOWED_WHEN_TERMINATED.has(action)) return;
+  if (tenantId === undefined || ALLOWED_WHEN_PURGED.has(action)) return;
   if (principal.kind !== 'operator' && principal.tenantId !== tenantId) return;
   const status = await tenantStatus(core, tenantId);
   if (status !== null) assertAllowedForStatus(action, status);
@@ -56,6 +58,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
   // Outside the authenticated scope: the signed token in the path is the credential.
   await app.register(signedFileRoutes, { core });
+  await app.register(certificateKeyRoutes, { core });
   await app.register(async (api) => {
     api.addHook('onRoute', requireAction(routeTable));
     api.addHook('onRequest', async (request) => {
@@ -79,7 +82,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes, recoveryRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes, recoveryRoutes, lifecycleRoutes]) {
       await api.register(routes, { core });
     }
   });

@@ -443,6 +443,37 @@ const tenantLifecycle: Migration = {
   },
 };
 
+/**
+ * The purge of a tenant: its progress (so an interrupted purge resumes), what it deleted, and the
+ * signed deletion certificate; and the keys that sign certificates. Both outlive the tenant.
+ */
+function tenantPurge(dialect: Dialect): Migration {
+  const bin = dialect === 'postgres' ? 'bytea' : 'blob';
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('tenant_purges')
+        .addColumn('tenant_id', 'text', (c) => c.primaryKey())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('counts', 'text', (c) => c.notNull())
+        .addColumn('requested_by', 'text')
+        .addColumn('kek_versions', 'text')
+        .addColumn('kek_scheduled_at', 'bigint')
+        .addColumn('kek_destroy_at', 'bigint')
+        .addColumn('finished_at', 'bigint')
+        .addColumn('certificate', 'text')
+        .execute();
+      await db.schema
+        .createTable('certificate_keys')
+        .addColumn('key_id', 'text', (c) => c.primaryKey())
+        .addColumn('public_jwk', 'text', (c) => c.notNull())
+        .addColumn('wrapped_private', bin, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -457,5 +488,6 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0010_notifications': notifications(dialect),
     '0011_journal': journal(dialect),
     '0012_tenant_lifecycle': tenantLifecycle,
+    '0014_tenant_purge': tenantPurge(dialect),
   };
 }

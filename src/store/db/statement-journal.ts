@@ -25,6 +25,10 @@ export const UNJOURNALED_TABLES: ReadonlySet<string> = new Set([
   'delivery_attempts',
   'blob_repairs',
   'signed_url_uses',
+  // A purge's record and the certificate keys outlive the tenant: its key cannot seal them, and a
+  // restore must not bring a purge back half-done.
+  'tenant_purges',
+  'certificate_keys',
 ]);
 
 const MUTATING_SQL = /^\s*(insert|update|delete)\b/i;

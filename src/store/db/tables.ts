@@ -317,6 +317,29 @@ export interface RestoreDrillsTable {
   detail: string;
 }
 
+/** A tenant's purge: progress, what it held when the purge began (JSON), and its deletion certificate (a JWS). */
+export interface TenantPurgesTable {
+  tenant_id: string;
+  started_at: number;
+  counts: string;
+  /** Who terminated the tenant, as recorded at termination. */
+  requested_by: string | null;
+  /** The KEK's versions (JSON) when its destruction was scheduled, and when they are destroyed. */
+  kek_versions: string | null;
+  kek_scheduled_at: number | null;
+  kek_destroy_at: number | null;
+  finished_at: number | null;
+  certificate: string | null;
+}
+
+/** Ed25519 keys that sign deletion certificates: the private half wrapped by the KMS. */
+export interface CertificateKeysTable {
+  key_id: string;
+  public_jwk: string;
+  wrapped_private: Buffer;
+  created_at: number;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -345,4 +368,6 @@ export interface Tables {
   blob_repairs: BlobRepairsTable;
   signed_url_uses: SignedUrlUsesTable;
   job_schedule: JobScheduleTable;
+  tenant_purges: TenantPurgesTable;
+  certificate_keys: CertificateKeysTable;
 }
