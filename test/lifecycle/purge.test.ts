@@ -126,9 +126,14 @@ for (const driver of DRIVERS) {
       assert.ok(held.records === 4 && held.record_versions === 5 && held.file_versions === 2, JSON.stringify(held));
 
       now += 59 * DAY;
-      assert.equal(await runJob('lifecycle.purge'), 'no purge due');
+      assert.equal(await runJob('lifecycle.purge'), 'the owners of 1 tenants reminded of their purge', 'day 59: a reminder, no purge');
+      const reminder = await h.core.db.reader.selectFrom('outbox').select(['payload']).where('tenant_id', '=', ending.tenantId).where('event_type', '=', 'tenant.purge_scheduled').execute();
+      assert.equal(reminder.length, 1, 'the owners are told once, while they can still export');
+      assert.equal(JSON.parse(reminder[0]!.payload).purgeAt, Date.parse('2026-11-29T12:00:00Z') + 60 * DAY);
       assert.equal(await tenantStatus(ending.tenantId), 'terminated');
-      assert.deepEqual(await rowsOf(ending.tenantId), held, 'day 59: nothing deleted');
+      // Only its audit log grew: the reminder is audited.
+      const withoutAudit = ({ audit_events: _, ...rest }: Record<string, number>) => rest;
+      assert.deepEqual(withoutAudit(await rowsOf(ending.tenantId)), withoutAudit(held), 'day 59: nothing deleted');
       assert.equal((await h.call('GET', `${base}/collections/notes/records/n1`, { key: ending.apiKey })).status, 200, 'day 59: still readable');
 
       now += 1 * DAY + 3 * 3_600_000;

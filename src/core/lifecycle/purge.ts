@@ -277,9 +277,38 @@ export async function purgeEvidence(core: Core, principal: Principal): Promise<{
   return { overduePurges: await overduePurges(core) };
 }
 
-/** Runs every due purge once; one that fails is retried on the next run. */
+/** How long before its purge a terminated tenant's owners are reminded of it, while they can still export. */
+export const PURGE_REMINDER_MS = 7 * 24 * HOUR;
+
+/**
+ * Tells the owners of each terminated tenant whose purge is within PURGE_REMINDER_MS, once
+ * (`tenant.purge_scheduled`, by e-mail and to the tenant's webhooks): the last call to export.
+ */
+export async function remindDuePurges(core: Core): Promise<number> {
+  const now = await core.databaseNow();
+  const due = await core.db.reader
+    .selectFrom('tenants')
+    .select(['id', 'purge_after'])
+    .where('status', '=', 'terminated')
+    .where('purge_reminded_at', 'is', null)
+    .where('purge_after', '<=', now + PURGE_REMINDER_MS)
+    .execute();
+  for (const tenant of due) {
+    await core.committer.submit(tenant.id, async (tx, batch) => {
+      const updated = await tx.updateTable('tenants').set({ purge_reminded_at: now }).where('id', '=', tenant.id).where('status', '=', 'terminated').where('purge_reminded_at', 'is', null).executeTakeFirst();
+      if (updated.numUpdatedRows === 0n) return;
+      const purgeAt = Number(tenant.purge_after);
+      await enqueueNotification(tx, now, { tenantId: tenant.id, event: 'tenant.purge_scheduled', payload: { occurredAt: now, purgeAt } });
+      await auditInTx(tx, batch, core, PURGER, NO_REQUEST, { tenantId: tenant.id, action: 'tenant.purge_reminder', target: plainTarget(`tenant:${tenant.id} purge at ${new Date(purgeAt).toISOString()}`), result: 'ok' });
+    });
+  }
+  return due.length;
+}
+
+/** Reminds the owners of purges that are near, then runs every due purge once; one that fails is retried on the next run. */
 export async function runDuePurges(core: Core): Promise<string> {
-  const results: string[] = [];
+  const reminded = await remindDuePurges(core);
+  const results: string[] = reminded > 0 ? [`the owners of ${reminded} tenants reminded of their purge`] : [];
   for (const tenantId of await duePurges(core)) {
     try {
       results.push(`${tenantId}: ${await purgeTenant(core, tenantId)}`);

@@ -54,7 +54,7 @@ export async function cancelTermination(core: Core, principal: Principal, meta: 
     if (!tenant) throw new NotFoundError('tenant not found');
     if (tenant.status !== 'terminated') throw new ConflictError(`the tenant is ${tenant.status}, not terminated`);
     if (now >= Number(tenant.purge_after)) throw new PreconditionFailedError('the purge date has passed: the termination can no longer be cancelled');
-    await tx.updateTable('tenants').set({ status: 'active', terminated_at: null, purge_after: null, terminated_by: null }).where('id', '=', tenantId).execute();
+    await tx.updateTable('tenants').set({ status: 'active', terminated_at: null, purge_after: null, terminated_by: null, purge_reminded_at: null }).where('id', '=', tenantId).execute();
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'tenant.termination_cancel', target: plainTarget(`tenant:${tenantId}`), result: 'ok' });
     return readTenant(tx, tenantId);
   });

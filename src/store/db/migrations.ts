@@ -444,13 +444,15 @@ const tenantLifecycle: Migration = {
 };
 
 /**
- * The purge of a tenant: its progress (so an interrupted purge resumes), what it deleted, and the
- * signed deletion certificate; and the keys that sign certificates. Both outlive the tenant.
+ * The purge of a tenant: when its owners were reminded of it, its progress (so an interrupted purge
+ * resumes), what it deleted, and the signed deletion certificate; and the keys that sign
+ * certificates. Both tables outlive the tenant.
  */
 function tenantPurge(dialect: Dialect): Migration {
   const bin = dialect === 'postgres' ? 'bytea' : 'blob';
   return {
     async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('tenants').addColumn('purge_reminded_at', 'bigint').execute();
       await db.schema
         .createTable('tenant_purges')
         .addColumn('tenant_id', 'text', (c) => c.primaryKey())

@@ -16,6 +16,8 @@ export interface TenantsTable {
   purge_after: number | null;
   /** Who terminated it: a member id, or an operator's pseudonym. */
   terminated_by: string | null;
+  /** When the owners were told the purge is near (`tenant.purge_scheduled`). */
+  purge_reminded_at: number | null;
   purged_at: number | null;
 }
 
