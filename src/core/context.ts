@@ -37,8 +37,8 @@ export interface Core {
   blobs: ReplicatedBlobStore;
   files: FileSettings;
   recovery: RecoverySettings;
-  /** Days from termination to purge, in milliseconds. */
-  lifecycle: { purgeAfterMs: number };
+  /** Days from termination to purge, and how long a built export stays downloadable, in milliseconds. */
+  lifecycle: { purgeAfterMs: number; exportRetentionMs: number };
   now: () => number;
   /**
    * The database's clock, for deadlines that must not depend on one instance's clock (a purge is

@@ -74,7 +74,7 @@ export async function openCore(config: Config, now: () => number = Date.now, dat
     blobs,
     files: { maxBytes: config.files.maxBytes, retentionMs: config.files.retentionDays * 86_400_000, signedUrlMaxSeconds: config.files.signedUrlMaxSeconds },
     recovery: { segmentMaxBytes: config.recovery.segmentMaxBytes },
-    lifecycle: { purgeAfterMs: config.lifecycle.purgeAfterDays * 86_400_000 },
+    lifecycle: { purgeAfterMs: config.lifecycle.purgeAfterDays * 86_400_000, exportRetentionMs: config.lifecycle.exportRetentionDays * 86_400_000 },
     databaseNow: databaseNow ?? (() => databaseClock(db)),
     now,
     async close() {

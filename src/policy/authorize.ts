@@ -47,6 +47,8 @@ export const POLICY = {
   'ops.restore': { roles: [], operators: ['sre'], grants: [] },
   // Owners only (with an explicit confirmation), never a key: a leaked key must not end a tenant. Operators give a reason.
   'tenant.terminate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
+  // A copy of everything the tenant holds: its admins' (and admin keys') alone, never an operator's, whatever the grant.
+  'tenant.export': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;
@@ -66,6 +68,7 @@ export const ALLOWED_WHEN_TERMINATED: ReadonlySet<Action> = new Set<Action>([
   'access.read',
   'access.revoke',
   'tenant.terminate',
+  'tenant.export',
   'ops.read',
 ]);
 

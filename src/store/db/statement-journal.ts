@@ -25,6 +25,9 @@ export const UNJOURNALED_TABLES: ReadonlySet<string> = new Set([
   'delivery_attempts',
   'blob_repairs',
   'signed_url_uses',
+  // Short-lived copies of data that is journaled already; no backup holds their blobs, so a restore
+  // must not bring back rows (and download links) for archives of data as it was before it.
+  'exports',
 ]);
 
 const MUTATING_SQL = /^\s*(insert|update|delete)\b/i;
