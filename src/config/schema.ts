@@ -230,6 +230,8 @@ export const ConfigSchema = Obj({
     purgeAfterDays: Type.Integer({ minimum: 1, maximum: 3650, default: 60 }),
     /** Days a terminated tenant can still export its data, as the deployment promises its customers. */
     exportWindowDays: Type.Integer({ minimum: 0, maximum: 3650, default: 30 }),
+    /** Days a built export archive stays downloadable before its blob is deleted. */
+    exportRetentionDays: Type.Integer({ minimum: 1, maximum: 365, default: 7 }),
   }),
   /** Point-in-time recovery: the change log shipped to the blob store, daily backups, restore drills. */
   recovery: Obj({

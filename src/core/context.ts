@@ -37,9 +37,10 @@ export interface Core {
   blobs: ReplicatedBlobStore;
   files: FileSettings;
   recovery: RecoverySettings;
-  /** Days from termination to purge, in milliseconds. */
+  /** Days from termination to purge, and how long a built export stays downloadable, in milliseconds. */
   lifecycle: {
     purgeAfterMs: number;
+    exportRetentionMs: number;
     /** The KMS's waiting period before a key scheduled for destruction is destroyed. */
     destroyWaitMs: number;
     /** Retention that decides when the recovery store's copies age out (for deletion certificates). */

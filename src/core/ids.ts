@@ -34,6 +34,9 @@ export function newTenantId(): string {
   return `t_${randomId(10)}`;
 }
 
+export const EXPORT_ID = /^x_[a-z2-7]{16}$/;
+export const newExportId = () => `x_${randomId(10)}`;
+
 export function checkFormat(value: string, pattern: RegExp, what: string): string {
   if (!pattern.test(value)) throw new BadRequestError(`invalid ${what}`);
   return value;

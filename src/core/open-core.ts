@@ -78,6 +78,7 @@ export async function openCore(config: Config, now: () => number = Date.now, dat
     recovery: { segmentMaxBytes: config.recovery.segmentMaxBytes },
     lifecycle: {
       purgeAfterMs: config.lifecycle.purgeAfterDays * DAY,
+      exportRetentionMs: config.lifecycle.exportRetentionDays * DAY,
       destroyWaitMs: config.kms.destroyWaitSeconds * 1000,
       ageOut: { segmentRetentionMs: config.recovery.segmentRetentionDays * DAY, backupRetentionMs: config.recovery.backupRetentionDays * DAY, backupIntervalMs: config.recovery.backupIntervalHours * 3_600_000 },
     },

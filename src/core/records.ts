@@ -4,7 +4,7 @@ import { recordKeyFor } from '../crypto/record-key.js';
 import { BadRequestError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors.js';
 import { authorize } from '../policy/authorize.js';
 import type { Tx } from '../store/db/group-commit.js';
-import type { Core, Principal, RequestMeta } from './context.js';
+import type { Actor, Core, Principal, RequestMeta } from './context.js';
 import { auditInTx, auditRead, sealedTarget } from './audit-events.js';
 import { requireSpec, type CollectionSpec } from './collections.js';
 import { COLLECTION_NAME, RECORD_ID, checkFormat } from './ids.js';
@@ -49,7 +49,8 @@ function validate(address: Address): void {
   checkFormat(address.id, RECORD_ID, 'record id');
 }
 
-interface Envelope {
+/** What a record body seals: the record's id, and its data (null in a delete's tombstone). */
+export interface Envelope {
   id: string;
   data: JsonObject | null;
 }
@@ -58,7 +59,7 @@ function seal(key: DataKey, tenantId: string, collection: string, recordKey: Buf
   return sealRecord(key, bodyAad(tenantId, collection, recordKey, version), Buffer.from(JSON.stringify(envelope), 'utf8'));
 }
 
-async function open(core: Core, caller: Principal, tenantId: string, collection: string, recordKey: Buffer, version: number, body: Buffer): Promise<Envelope> {
+export async function openEnvelope(core: Core, caller: Actor, tenantId: string, collection: string, recordKey: Buffer, version: number, body: Buffer): Promise<Envelope> {
   const key = await tenantDataKeyById(core, tenantId, recordKeyId(body), caller);
   return JSON.parse(openRecord(key, bodyAad(tenantId, collection, recordKey, version), body).toString('utf8')) as Envelope;
 }
@@ -225,7 +226,7 @@ export async function getRecord(core: Core, principal: Principal, meta: RequestM
   });
   if (!row) throw new NotFoundError('record not found');
   const version = Number(row.version);
-  const envelope = await open(core, principal, tenantId, collection, recordKey, version, row.body);
+  const envelope = await openEnvelope(core, principal, tenantId, collection, recordKey, version, row.body);
   return {
     id,
     version,
@@ -355,7 +356,7 @@ export async function listRecords(
     exhausted = rows.length < batchSize;
     for (const row of rows) {
       after = row.record_key;
-      const envelope = await open(core, principal, tenantId, collection, row.record_key, Number(row.version), row.body);
+      const envelope = await openEnvelope(core, principal, tenantId, collection, row.record_key, Number(row.version), row.body);
       const data = envelope.data ?? {};
       if (!matches(data)) continue;
       records.push({
@@ -410,7 +411,7 @@ export async function listRecordVersions(
   const versions: RecordVersionView[] = [];
   for (const row of rows) {
     const version = Number(row.version);
-    const envelope = await open(core, principal, tenantId, collection, recordKey, version, row.body);
+    const envelope = await openEnvelope(core, principal, tenantId, collection, recordKey, version, row.body);
     versions.push({ version, op: row.op as 'put' | 'delete', at: new Date(Number(row.created_at)).toISOString(), data: envelope.data });
   }
   return versions;

@@ -5,6 +5,7 @@ import { reencryptAll, rotateDueDataKeys } from '../core/data-key-rotation.js';
 import { runRepairs, scrubAll } from '../core/files/blob-repairs.js';
 import { applyRetention } from '../core/files/retention.js';
 import { forgetExpiredUrlUses } from '../core/files/signed-urls.js';
+import { buildPendingExports, expireExports } from '../core/lifecycle/exports.js';
 import { jobProgress } from '../core/job-progress.js';
 import { deliverDue, expandOutbox, type Transports } from './notify/deliveries.js';
 import { configuredTransports } from './notify/transports.js';
@@ -137,6 +138,22 @@ export function backgroundJobs(config: Config): Job[] {
         const uses = await forgetExpiredUrlUses(core);
         return `expired ${r.fileVersions} file versions, ${r.files} deleted files, ${r.recordVersions} record versions, ${r.records} deleted records; ${r.blobs} blobs and ${uses} used URL nonces removed`;
       },
+    },
+  );
+  jobs.push(
+    {
+      // Exports asked for are built within seconds; one cut short (kill -9, a lost lease) is built again from the start.
+      name: 'exports.build',
+      everyMs: 2 * SECOND,
+      run: async (core, signal) => {
+        const r = await buildPendingExports(core, signal);
+        return `${r.built} exports built, ${r.failures.length} failed${r.failures.length ? `: ${r.failures.join('; ')}` : ''}`;
+      },
+    },
+    {
+      name: 'exports.expire',
+      everyMs: HOUR,
+      run: async (core) => `${await expireExports(core)} export archives deleted`,
     },
   );
   if (config.blobs.scrubIntervalHours > 0) {

@@ -49,6 +49,8 @@ export const POLICY = {
   'tenant.terminate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
   // After the purge only the owners' sign-in links remain, for this.
   'tenant.certificate': { roles: ['owner'], operators: ['sre', 'security'], grants: [] },
+  // A copy of everything the tenant holds: its admins' (and admin keys') alone, never an operator's, whatever the grant.
+  'tenant.export': { scope: 'admin', roles: ADMINS, operators: [], grants: [] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;
@@ -69,6 +71,7 @@ export const ALLOWED_WHEN_TERMINATED: ReadonlySet<Action> = new Set<Action>([
   'access.revoke',
   'tenant.terminate',
   'tenant.certificate',
+  'tenant.export',
   'ops.read',
 ]);
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { activeGrant, approveAccessRequest, requestAccess } from '../../src/core/access-requests.js';
+import { requestExport } from '../../src/core/lifecycle/exports.js';
 import type { OperatorRole, GrantScope, MemberRole, Principal } from '../../src/core/context.js';
 import { requireAction, type RouteAction } from '../../src/http/routes/index.js';
 import { operatorId } from '../../src/identity/operators.js';
@@ -194,6 +195,11 @@ describe('the authorization matrix', () => {
     await h.call('PUT', `/v1/tenants/${t.tenantId}/files/${path}`, { key: t.adminKey, rawBody: 'to delete', headers: { 'content-type': 'text/plain' } });
     return { params: { '*': path } };
   };
+  /** Any export of the tenant: its status reads answer whatever state it is in. */
+  const anExport = async (t: Tenant) => {
+    const found = await h.core.db.reader.selectFrom('exports').select('export_id').where('tenant_id', '=', t.tenantId).executeTakeFirst();
+    return { params: { exportId: found?.export_id ?? (await requestExport(h.core, t.owner, META, t.tenantId, {})).exportId } };
+  };
   const decision = (verb: string) => async (t: Tenant, caller: Caller) => ({ params: { requestId: await accessRequestFor(t, caller, verb) } });
   const FIXTURES: Record<string, Fixture> = {
     'GET /v1/ops/tenants': async () => ({}),
@@ -248,6 +254,9 @@ describe('the authorization matrix', () => {
     'GET /v1/ops/deliveries': async () => ({}),
     'POST /v1/ops/deliveries/:deliveryId/retry': async () => ({ params: { deliveryId: await deadLetter() } }),
     'GET /v1/tenants/:tenantId/audit': async () => ({}),
+    // Allowed: 202, or 409 while an earlier cell's export is still being built.
+    'POST /v1/tenants/:tenantId/exports': async () => ({ body: { includeVersions: false } }),
+    'GET /v1/tenants/:tenantId/exports/:exportId': anExport,
     'POST /v1/tenants/:tenantId/access-requests': async () => ({ body: { reason: 'matrix', ticket: 'M-4', scope: 'read', durationMinutes: 5 } }),
     'GET /v1/tenants/:tenantId/access-requests': async () => ({}),
     'POST /v1/tenants/:tenantId/access-requests/:requestId/approve': decision('approve'),
@@ -290,9 +299,9 @@ describe('the authorization matrix', () => {
     const documented = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
       Object.keys(item).map((method) => `${method.toUpperCase()} ${path.replace('{*}', '*').replace(/\{(\w+)\}/g, ':$1')}`),
     );
-    // Routes without a bearer credential: the signed token in its path is the authorization, and
+    // Routes without a bearer credential: the signed token in the path is the authorization, and
     // the keys that verify deletion certificates are public.
-    const unauthenticated = ['GET /v1/signed/:token', 'GET /v1/deletion-certificates/keys'];
+    const unauthenticated = ['GET /v1/signed/:token', 'GET /v1/signed/exports/:token', 'GET /v1/deletion-certificates/keys'];
     for (const route of unauthenticated) assert.ok(documented.includes(route), route);
     const table = h.server.app.routeTable.map((r) => `${r.method} ${r.url}`);
     // HEAD routes authorize like their GET (same action), and are left out of the table.

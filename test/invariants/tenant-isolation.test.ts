@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { requestAccess } from '../../src/core/access-requests.js';
+import { buildPendingExports } from '../../src/core/lifecycle/exports.js';
 import type { Principal } from '../../src/core/context.js';
 import { marker } from '../support/disk-scan.js';
 import { DRIVERS, startHarness, stopPostgres, type Harness, type Response } from '../support/strongroom.js';
@@ -52,6 +53,9 @@ const KNOWN_ROUTES = [
   'GET /v1/tenants/{tenantId}/webhooks',
   'DELETE /v1/tenants/{tenantId}/webhooks/{webhookId}',
   'POST /v1/tenants/{tenantId}/webhooks/{webhookId}/test',
+  'POST /v1/tenants/{tenantId}/exports',
+  'GET /v1/tenants/{tenantId}/exports/{exportId}',
+  'GET /v1/signed/exports/{token}',
 ];
 
 /**
@@ -72,6 +76,7 @@ const BODIES: Record<string, unknown> = {
   'POST /v1/ops/webhooks': { url: 'https://intruder.example/hook', events: ['access.breakglass'] },
   'POST /v1/ops/tenants/{tenantId}/restore': { toSeq: 0 },
   'POST /v1/tenants/{tenantId}/termination': { confirm: 'tenant B terminates A' },
+  'POST /v1/tenants/{tenantId}/exports': { includeVersions: true },
 };
 
 interface TenantFixture {
@@ -95,6 +100,9 @@ interface TenantFixture {
   /** A signed URL of A's file whose MAC was made up: the token route must refuse it to anyone. */
   forgedToken: string;
   webhookId: string;
+  /** A built export, and a download URL for it whose MAC was made up. */
+  exportId: string;
+  forgedExportToken: string;
 }
 
 interface Operation {
@@ -136,7 +144,20 @@ async function setUpTenant(h: Harness, label: string, collection: string, shared
   const forgedToken = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(43)}`;
   const webhook = await h.call('POST', `${base}/webhooks`, { key: t.apiKey, body: { url: `https://${label}.hooks.example/in`, events: ['access.breakglass'] } });
   ok(webhook, 201);
+  const asked = await h.call('POST', `${base}/exports`, { key: t.apiKey, body: { includeVersions: true } });
+  ok(asked, 202);
+  // Built before the tests count A's rows (by this call, or by the server's job if it took it first).
+  await buildPendingExports(h.core);
+  let exported = await h.call('GET', `${base}/exports/${asked.json.exportId}`, { key: t.apiKey });
+  while (exported.json.status === 'building') {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    exported = await h.call('GET', `${base}/exports/${asked.json.exportId}`, { key: t.apiKey });
+  }
+  assert.equal(exported.json.status, 'ready', exported.text);
+  const exportToken = new URL(exported.json.download.url as string).pathname.split('/').pop()!;
   return {
+    exportId: asked.json.exportId,
+    forgedExportToken: `${exportToken.slice(0, exportToken.lastIndexOf('.'))}.${'A'.repeat(43)}`,
     webhookId: webhook.json.webhookId,
     filePath,
     fileBody,
@@ -238,6 +259,7 @@ for (const driver of DRIVERS) {
       (a.body.list as string[])[0]!,
       a.filePath,
       a.fileBody,
+      a.exportId,
     ];
 
     /** A's path for a route template, filled with the real ids of A's objects. */
@@ -253,7 +275,8 @@ for (const driver of DRIVERS) {
           '*': a.filePath,
           webhookId: a.webhookId,
           deliveryId: 'd_aaaaaaaaaaaaaaaa',
-          token: a.forgedToken,
+          exportId: a.exportId,
+          token: template.startsWith('/v1/signed/exports/') ? a.forgedExportToken : a.forgedToken,
         };
         const value = values[name];
         assert.ok(value !== undefined, `no value of tenant A for the path parameter {${name}} of ${template}: teach this test`);
@@ -284,8 +307,8 @@ for (const driver of DRIVERS) {
     test('without a credential every route of tenant A answers 401 with nothing of A', async () => {
       for (const { method, template } of operations) {
         const res = await h.call(method, pathOfA(template), { body: BODIES[`${method} ${template}`] });
-        // The signed route takes no credential: a forged token is refused as forbidden.
-        assert.equal(res.status, template === '/v1/signed/{token}' ? 403 : 401, `${method} ${template}: ${res.text}`);
+        // The signed routes take no credential: a forged token is refused as forbidden.
+        assert.equal(res.status, template.startsWith('/v1/signed/') ? 403 : 401, `${method} ${template}: ${res.text}`);
         assert.deepEqual(secretsOfA().filter((s) => res.text.includes(s)), []);
       }
     });

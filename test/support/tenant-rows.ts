@@ -18,6 +18,7 @@ export const TENANT_TABLES = [
   'file_versions',
   'file_folders',
   'signed_url_uses',
+  'exports',
 ] as const;
 
 export type TenantRowCounts = Record<(typeof TENANT_TABLES)[number], number>;

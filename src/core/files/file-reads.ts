@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { PassThrough, Transform, pipeline, type Readable } from 'node:stream';
-import { recordKeyId } from '../../crypto/record-cipher.js';
+import { recordKeyId, type DataKey } from '../../crypto/record-cipher.js';
 import { createDecryptStream, SEGMENT_SIZE, segmentOffset, STREAM_HEADER_LENGTH } from '../../crypto/stream-cipher.js';
 import { BadRequestError, NotFoundError, RangeNotSatisfiableError } from '../../errors.js';
 import { authorize } from '../../policy/authorize.js';
@@ -74,17 +74,22 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** A blob written by createEncryptStream: where it is, the AAD it is bound to, its plaintext and stored sizes. */
+export interface SealedBlob {
+  objectKey: string;
+  aad: Buffer;
+  size: number;
+  storedSize: number;
+}
+
 /**
- * The decrypted bytes of a version, whole or a range: only the segments that hold the range are
- * fetched. The stream is returned once its first segment authenticated, so a file whose header or
+ * The decrypted bytes of a sealed blob, whole or a range: only the segments that hold the range are
+ * fetched. The stream is returned once its first segment authenticated, so a blob whose header or
  * first segment was tampered with fails before any byte is sent; a later bad segment ends the
  * stream with an IntegrityError, never wrong bytes.
  */
-export async function decryptedStream(core: Core, caller: Actor, tenantId: string, row: VersionRow, range: ByteRange | null): Promise<Readable> {
-  const objectKey = row.object_key!;
-  const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.meta_enc), caller);
-  const aad = fileAad(tenantId, row.path_key, objectKey);
-  const size = Number(row.size);
+export async function openSealedBlob(core: Core, key: DataKey, blob: SealedBlob, range: ByteRange | null): Promise<Readable> {
+  const { objectKey, aad } = blob;
   let output: Readable;
   if (range === null) {
     output = pipeline(await core.blobs.get(objectKey), createDecryptStream(key, aad), () => {});
@@ -92,11 +97,18 @@ export async function decryptedStream(core: Core, caller: Actor, tenantId: strin
     const firstSegment = Math.floor(range.start / SEGMENT_SIZE);
     const endSegment = Math.floor(range.end / SEGMENT_SIZE);
     const header = await readAll(await core.blobs.get(objectKey, { start: 0, end: STREAM_HEADER_LENGTH - 1 }));
-    const stored = { start: segmentOffset(firstSegment), end: Math.min(segmentOffset(endSegment + 1), Number(row.stored_size)) - 1 };
-    const decrypt = createDecryptStream(key, aad, { header, plainSize: size, firstSegment, endSegment });
+    const stored = { start: segmentOffset(firstSegment), end: Math.min(segmentOffset(endSegment + 1), blob.storedSize) - 1 };
+    const decrypt = createDecryptStream(key, aad, { header, plainSize: blob.size, firstSegment, endSegment });
     output = pipeline(await core.blobs.get(objectKey, stored), decrypt, slice(range.start - firstSegment * SEGMENT_SIZE, range.end - range.start + 1), () => {});
   }
   return primed(output);
+}
+
+/** The decrypted bytes of a file version, whole or a range. */
+export async function decryptedStream(core: Core, caller: Actor, tenantId: string, row: VersionRow, range: ByteRange | null): Promise<Readable> {
+  const objectKey = row.object_key!;
+  const key = await tenantDataKeyById(core, tenantId, recordKeyId(row.meta_enc), caller);
+  return openSealedBlob(core, key, { objectKey, aad: fileAad(tenantId, row.path_key, objectKey), size: Number(row.size), storedSize: Number(row.stored_size) }, range);
 }
 
 /** Waits for the stream's first chunk (or its end or error) and hands back a stream that starts with it. */

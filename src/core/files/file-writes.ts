@@ -16,7 +16,7 @@ import { checkContentType, fileKeys, fileView, openMeta, type FileAddress, type 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** A stream that counts and hashes what passes, and fails past `maxBytes` (so a body with no length is bounded too). */
-function meter(maxBytes: number) {
+export function meter(maxBytes = Number.POSITIVE_INFINITY) {
   const hash = createHash('sha256');
   let size = 0;
   const stream = new Transform({

@@ -3,7 +3,7 @@ import { BadRequestError, ForbiddenError, NotFoundError } from '../../errors.js'
 import { authorize } from '../../policy/authorize.js';
 import { auditInTx, sealedTarget } from '../audit-events.js';
 import type { Actor, Core, Principal, RequestMeta } from '../context.js';
-import { randomId, TENANT_ID } from '../ids.js';
+import { randomId } from '../ids.js';
 import { collectionKeys, tenantDataKey } from '../tenant-keys.js';
 import { decryptedStream, parseRange, type FileRead } from './file-reads.js';
 import { FILE_VERSION_COLUMNS, fileKeys, fileView, openMeta, type FileAddress } from './file-rows.js';
@@ -14,6 +14,8 @@ import { FILE_VERSION_COLUMNS, fileKeys, fileView, openMeta, type FileAddress } 
  * no file), one version and one method, for at most `files.signedUrlMaxSeconds`, optionally once.
  *
  *   v1.TENANT.PATH_KEY.VERSION.METHOD.EXPIRES.NONCE.ONCE.MAC
+ *
+ * Tenant exports are downloaded with tokens of their own kind under the same key (`core/lifecycle/exports.ts`).
  */
 const TOKEN = /^v1\.(t_[a-z2-7]{16})\.([A-Za-z0-9_-]{43})\.([1-9][0-9]{0,14})\.(GET)\.([0-9]{10})\.([a-z2-7]{20})\.([01])\.([A-Za-z0-9_-]{43})$/;
 /** One answer for every refusal: a holder learns nothing of why a URL does not work. */
@@ -24,6 +26,35 @@ async function urlKey(core: Core, tenantId: string, caller: Actor): Promise<Buff
 }
 
 const mac = (key: Buffer, payload: string) => createHmac('sha256', key).update(payload, 'utf8').digest('base64url');
+
+/**
+ * Signs payloads under the tenant's URL key as `PAYLOAD.MAC`; a payload's first part names its kind,
+ * so one kind of token never passes for another. Fetched before a transaction, used inside it.
+ */
+export async function tokenSigner(core: Core, tenantId: string, caller: Actor): Promise<(payload: string) => string> {
+  const key = await urlKey(core, tenantId, caller);
+  return (payload) => `${payload}.${mac(key, payload)}`;
+}
+
+/** The parts a token's pattern captures; the same 403 as every other refusal when it does not match. */
+export function tokenParts(pattern: RegExp, token: string): string[] {
+  const match = pattern.exec(token);
+  if (!match) throw new ForbiddenError(REFUSED);
+  return [...match];
+}
+
+/**
+ * Checks a token that names an existing tenant: its MAC (the last part, over everything before it)
+ * under that tenant's URL key, and its expiry (seconds since the epoch). Every failure is the same 403.
+ */
+export async function verifyToken(core: Core, tenantId: string, caller: Actor, token: string, expiresAtSeconds: number): Promise<void> {
+  const tenant = await core.db.reader.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst();
+  if (!tenant) throw new ForbiddenError(REFUSED);
+  const cut = token.lastIndexOf('.');
+  const expected = Buffer.from(mac(await urlKey(core, tenantId, caller), token.slice(0, cut)), 'base64url');
+  const given = Buffer.from(token.slice(cut + 1), 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(expected, given) || core.now() >= expiresAtSeconds * 1000) throw new ForbiddenError(REFUSED);
+}
 
 export interface SignedUrl {
   /** Path and query of the URL, to put after the API's origin. */
@@ -49,7 +80,7 @@ export async function signFileUrl(
   const keys = await fileKeys(core, tenantId, principal);
   const pathKey = keys.pathKey(address.path);
   const dataKey = await tenantDataKey(core, tenantId, principal);
-  const key = await urlKey(core, tenantId, principal);
+  const sign = await tokenSigner(core, tenantId, principal);
   const expires = Math.floor(core.now() / 1000) + seconds;
   return core.committer.submit(tenantId, async (tx, batch) => {
     let version = request.version;
@@ -63,7 +94,7 @@ export async function signFileUrl(
     const payload = ['v1', tenantId, pathKey.toString('base64url'), version, 'GET', expires, randomId(12), request.singleUse ? 1 : 0].join('.');
     const target = sealedTarget(dataKey, tenantId, `file:${address.path} v${version} until:${new Date(expires * 1000).toISOString()}${request.singleUse ? ' single-use' : ''}`);
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'file.sign', target, result: 'ok' });
-    return { path: `/v1/signed/${payload}.${mac(key, payload)}`, expiresAt: new Date(expires * 1000).toISOString(), version };
+    return { path: `/v1/signed/${sign(payload)}`, expiresAt: new Date(expires * 1000).toISOString(), version };
   });
 }
 
@@ -73,18 +104,11 @@ export async function signFileUrl(
  * tenant's log, in the name of the URL (`system:signed-url:NONCE`).
  */
 export async function readSignedFile(core: Core, token: string, method: string, meta: RequestMeta, rangeHeader?: string): Promise<FileRead> {
-  const match = TOKEN.exec(token);
-  if (!match || !TENANT_ID.test(match[1]!)) throw new ForbiddenError(REFUSED);
-  const [, tenantId, pathKeyText, versionText, signedMethod, expiresText, nonce, once, given] = match as unknown as string[];
+  const [, tenantId, pathKeyText, versionText, signedMethod, expiresText, nonce, once] = tokenParts(TOKEN, token);
   const actor: Actor = { kind: 'system', name: `signed-url:${nonce!}` };
-  const tenant = await core.db.reader.selectFrom('tenants').select('id').where('id', '=', tenantId!).executeTakeFirst();
-  if (!tenant) throw new ForbiddenError(REFUSED);
-  const payload = token.slice(0, token.lastIndexOf('.'));
-  const expected = Buffer.from(mac(await urlKey(core, tenantId!, actor), payload), 'base64url');
+  await verifyToken(core, tenantId!, actor, token, Number(expiresText));
+  if (method !== signedMethod && !(method === 'HEAD' && signedMethod === 'GET')) throw new ForbiddenError(REFUSED);
   const expires = Number(expiresText) * 1000;
-  if (!timingSafeEqual(expected, Buffer.from(given!, 'base64url')) || core.now() >= expires || (method !== signedMethod && !(method === 'HEAD' && signedMethod === 'GET'))) {
-    throw new ForbiddenError(REFUSED);
-  }
   const pathKey = Buffer.from(pathKeyText!, 'base64url');
   const row = await core.db.reader
     .selectFrom('file_versions')

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Core } from '../../core/context.js';
-import { getFile, headFile, listFileVersions, listFiles, type FileRead } from '../../core/files/file-reads.js';
+import { getFile, headFile, listFileVersions, listFiles, type ByteRange, type FileRead } from '../../core/files/file-reads.js';
 import type { FileView } from '../../core/files/file-rows.js';
 import { deleteFile, putFile, restoreFile } from '../../core/files/file-writes.js';
 import { readSignedFile, signFileUrl } from '../../core/files/signed-urls.js';
@@ -44,15 +44,19 @@ function fileHeaders(reply: FastifyReply, file: FileView): FastifyReply {
     .header('content-disposition', 'attachment');
 }
 
-function sendFile(reply: FastifyReply, read: FileRead): FastifyReply {
-  fileHeaders(reply, read.file);
-  if (read.range === null) return reply.header('content-length', read.file.size).send(read.body);
-  const { start, end } = read.range;
+/** Sends a body of `size` bytes whole (200), or the range asked for (206). */
+export function sendRanged(reply: FastifyReply, size: number, range: ByteRange | null, body: Readable): FastifyReply {
+  if (range === null) return reply.header('content-length', size).send(body);
+  const { start, end } = range;
   return reply
     .code(206)
-    .header('content-range', `bytes ${start}-${end}/${read.file.size}`)
+    .header('content-range', `bytes ${start}-${end}/${size}`)
     .header('content-length', end - start + 1)
-    .send(read.body);
+    .send(body);
+}
+
+function sendFile(reply: FastifyReply, read: FileRead): FastifyReply {
+  return sendRanged(fileHeaders(reply, read.file), read.file.size, read.range, read.body);
 }
 
 /** Uploads: the body is the file's bytes, whatever its type, streamed to the core; nothing is parsed. */

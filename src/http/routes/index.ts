@@ -11,6 +11,7 @@ import { accessRequestRoutes } from './access-requests.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { collectionRoutes } from './collections.js';
+import { exportRoutes, signedExportRoutes } from './exports.js';
 import { fileRoutes, signedFileRoutes, storageRoutes } from './files.js';
 import { notificationRoutes } from './notifications.js';
 import { memberRoutes } from './members.js';
@@ -58,6 +59,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
   // Outside the authenticated scope: the signed token in the path is the credential.
   await app.register(signedFileRoutes, { core });
+  await app.register(signedExportRoutes, { core });
   await app.register(certificateKeyRoutes, { core });
   await app.register(async (api) => {
     api.addHook('onRoute', requireAction(routeTable));
@@ -82,7 +84,7 @@ export async function registerRoutes(app: FastifyInstance, opts: { core: Core; a
         throw error;
       }
     });
-    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes, recoveryRoutes, lifecycleRoutes]) {
+    for (const routes of [tenantRoutes, apiKeyRoutes, memberRoutes, collectionRoutes, recordRoutes, fileRoutes, storageRoutes, notificationRoutes, auditRoutes, accessRequestRoutes, recoveryRoutes, exportRoutes, lifecycleRoutes]) {
       await api.register(routes, { core });
     }
   });

@@ -476,6 +476,34 @@ function tenantPurge(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * Tenant exports: one row per requested archive, built in the background and stored encrypted under
+ * `object_key` until `expires_at`. `sha256` is of the plaintext archive, `manifest_sha256` of its manifest.
+ */
+const exportsTable: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('exports')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('export_id', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('include_versions', 'integer', (c) => c.notNull())
+      .addColumn('requested_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('ready_at', 'bigint')
+      .addColumn('expires_at', 'bigint')
+      .addColumn('object_key', 'text')
+      .addColumn('key_id', 'integer')
+      .addColumn('size', 'bigint')
+      .addColumn('sha256', 'text')
+      .addColumn('manifest_sha256', 'text')
+      .addColumn('error', 'text')
+      .addPrimaryKeyConstraint('exports_pk', ['tenant_id', 'export_id'])
+      .execute();
+    await db.schema.createIndex('exports_status').on('exports').columns(['status', 'created_at']).execute();
+  },
+};
+
 export function migrationsFor(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
@@ -490,6 +518,7 @@ export function migrationsFor(dialect: Dialect): Record<string, Migration> {
     '0010_notifications': notifications(dialect),
     '0011_journal': journal(dialect),
     '0012_tenant_lifecycle': tenantLifecycle,
+    '0013_exports': exportsTable,
     '0014_tenant_purge': tenantPurge(dialect),
   };
 }

@@ -29,6 +29,9 @@ export const UNJOURNALED_TABLES: ReadonlySet<string> = new Set([
   // restore must not bring a purge back half-done.
   'tenant_purges',
   'certificate_keys',
+  // Short-lived copies of data that is journaled already; no backup holds their blobs, so a restore
+  // must not bring back rows (and download links) for archives of data as it was before it.
+  'exports',
 ]);
 
 const MUTATING_SQL = /^\s*(insert|update|delete)\b/i;

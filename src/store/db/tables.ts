@@ -342,6 +342,28 @@ export interface CertificateKeysTable {
   created_at: number;
 }
 
+/** A tenant export: `building` until the archive is stored, then `ready` (or `failed`), `expired` once its blob is deleted. */
+export interface ExportsTable {
+  tenant_id: string;
+  export_id: string;
+  status: string;
+  include_versions: number;
+  /** Who asked: a member id, an API key id, or the CLI. */
+  requested_by: string;
+  created_at: number;
+  ready_at: number | null;
+  expires_at: number | null;
+  /** The encrypted archive in the blob store, under `exports/<tenant>/`. */
+  object_key: string | null;
+  /** The data key that encrypted it. */
+  key_id: number | null;
+  /** Size and SHA-256 (hex) of the plaintext archive. */
+  size: number | null;
+  sha256: string | null;
+  manifest_sha256: string | null;
+  error: string | null;
+}
+
 export interface Tables {
   tenants: TenantsTable;
   tenant_heads: TenantHeadsTable;
@@ -372,4 +394,5 @@ export interface Tables {
   job_schedule: JobScheduleTable;
   tenant_purges: TenantPurgesTable;
   certificate_keys: CertificateKeysTable;
+  exports: ExportsTable;
 }
