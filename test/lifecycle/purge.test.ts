@@ -9,12 +9,14 @@ import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { takeBackup } from '../../src/core/recovery/backup.js';
 import { listSegments, openManifest, readObject } from '../../src/core/recovery/catalog.js';
 import { restoreInto, type RestoreTarget } from '../../src/core/recovery/restore.js';
+import { shippingStatus, shipThrough } from '../../src/core/recovery/ship.js';
+import { runDuePurges } from '../../src/core/lifecycle/purge.js';
 import { decodeSegment } from '../../src/journal/segment.js';
 import { JOURNALED_TABLES } from '../../src/store/db/journaled-tables.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
 import { RecoveryError } from '../../src/errors.js';
 import { startIdentityProviders, type IdentityProviders } from '../support/identity-providers.js';
-import { emptyDatabase, waitShipped } from '../support/recovery.js';
+import { emptyDatabase } from '../support/recovery.js';
 import { DRIVERS, startHarness, stopPostgres, type Harness } from '../support/strongroom.js';
 
 let idp: IdentityProviders;
@@ -50,13 +52,6 @@ for (const driver of DRIVERS) {
     const as = async (token: Promise<string>, method: string, path: string, body?: unknown) =>
       h.call(method, path, { headers: { authorization: `Bearer ${await token}` }, ...(body === undefined ? {} : { body }) });
     const tenantStatus = async (tenantId: string) => (await h.core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirstOrThrow()).status;
-    const runJob = async (name: string): Promise<string> => {
-      for (;;) {
-        const result = await h.server.jobs.runNow(name);
-        if (result !== null) return result;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
     const rowsOf = async (tenantId: string) => {
       const counts: Record<string, number> = {};
       for (const table of JOURNALED_TABLES) {
@@ -74,6 +69,7 @@ for (const driver of DRIVERS) {
       }
       return held;
     };
+    const shipAll = async () => shipThrough(h.core, (await shippingStatus(h.core)).journalSeq);
     const blobsOf = async (tenantId: string) => {
       const keys: string[] = [];
       for (const backend of h.core.blobs.backends) for await (const key of backend.list(`files/${tenantId}/`)) keys.push(`${backend.name}:${key}`);
@@ -113,7 +109,9 @@ for (const driver of DRIVERS) {
       }
       backupIds.push((await takeBackup(h.core)).backupId);
       assert.equal((await h.call('PUT', `${base}/collections/notes/records/n3`, { key: ending.apiKey, body: { text: 'after the backup' } })).status, 201);
-      await waitShipped(h);
+      // From here the test runs the purge and shipping itself: a scheduler moved 60 days on by the clock would race it.
+      await h.server.jobs.stop();
+      await shipAll();
       timeline = (await h.core.db.reader.selectFrom('journal_head').select('timeline').executeTakeFirstOrThrow()).timeline;
     });
     after(() => h.close());
@@ -126,7 +124,7 @@ for (const driver of DRIVERS) {
       assert.ok(held.records === 4 && held.record_versions === 5 && held.file_versions === 2, JSON.stringify(held));
 
       now += 59 * DAY;
-      assert.equal(await runJob('lifecycle.purge'), 'the owners of 1 tenants reminded of their purge', 'day 59: a reminder, no purge');
+      assert.equal(await runDuePurges(h.core), 'the owners of 1 tenants reminded of their purge', 'day 59: a reminder, no purge');
       const reminder = await h.core.db.reader.selectFrom('outbox').select(['payload']).where('tenant_id', '=', ending.tenantId).where('event_type', '=', 'tenant.purge_scheduled').execute();
       assert.equal(reminder.length, 1, 'the owners are told once, while they can still export');
       assert.equal(JSON.parse(reminder[0]!.payload).purgeAt, Date.parse('2026-11-29T12:00:00Z') + 60 * DAY);
@@ -144,7 +142,7 @@ for (const driver of DRIVERS) {
         [ending.tenantId],
         'past the date and not purged: the evidence names it',
       );
-      assert.match(await runJob('lifecycle.purge'), new RegExp(`${ending.tenantId}: purged`));
+      assert.match(await runDuePurges(h.core), new RegExp(`${ending.tenantId}: purged`));
       assert.equal(await tenantStatus(ending.tenantId), 'purged');
       assert.deepEqual((await as(sre(), 'GET', '/v1/ops/lifecycle')).json.overduePurges, [], 'nothing overdue once purged');
 
@@ -167,7 +165,7 @@ for (const driver of DRIVERS) {
       assert.equal((await h.call('GET', `${base}/collections/notes/records/n1`, { key: ending.apiKey })).status, 401, 'its API keys are gone');
       assert.equal((await as(owner(), 'GET', `${base}/collections/notes/records/n1`)).status, 403, 'a purged tenant allows no reading');
       assert.equal((await as(viewer(), 'GET', `${base}/deletion-certificate`)).status, 404, 'the other members are gone');
-      assert.equal(await runJob('lifecycle.purge'), 'no purge due', 'a purged tenant is not purged again');
+      assert.equal(await runDuePurges(h.core), 'no purge due', 'a purged tenant is not purged again');
     });
 
     test("the owner fetches a deletion certificate that verifies with the published key, and counts what was deleted", async () => {
@@ -208,7 +206,7 @@ for (const driver of DRIVERS) {
       }
       assert.ok(chunks.length > 0, 'segments still hold its sealed chunks');
 
-      await waitShipped(h);
+      await shipAll();
       const stayingLive = await ownedDigest(h.core.db.reader, staying.tenantId, DATA_TABLES);
       // Every backup that holds it; the log alone from its first entry; and the latest point.
       const targets: { target: RestoreTarget; holdsIt: boolean }[] = [
