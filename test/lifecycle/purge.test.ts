@@ -10,7 +10,7 @@ import { takeBackup } from '../../src/core/recovery/backup.js';
 import { listSegments, openManifest, readObject } from '../../src/core/recovery/catalog.js';
 import { restoreInto, type RestoreTarget } from '../../src/core/recovery/restore.js';
 import { shippingStatus, shipThrough } from '../../src/core/recovery/ship.js';
-import { runDuePurges } from '../../src/core/lifecycle/purge.js';
+import { runDuePurges, tenantBlobPrefixes } from '../../src/core/lifecycle/purge.js';
 import { decodeSegment } from '../../src/journal/segment.js';
 import { JOURNALED_TABLES } from '../../src/store/db/journaled-tables.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
@@ -72,7 +72,9 @@ for (const driver of DRIVERS) {
     const shipAll = async () => shipThrough(h.core, (await shippingStatus(h.core)).journalSeq);
     const blobsOf = async (tenantId: string) => {
       const keys: string[] = [];
-      for (const backend of h.core.blobs.backends) for await (const key of backend.list(`files/${tenantId}/`)) keys.push(`${backend.name}:${key}`);
+      for (const backend of h.core.blobs.backends) {
+        for (const prefix of tenantBlobPrefixes(tenantId)) for await (const key of backend.list(prefix)) keys.push(`${backend.name}:${key}`);
+      }
       return keys;
     };
 
@@ -107,6 +109,15 @@ for (const driver of DRIVERS) {
           assert.equal((await h.call('PUT', `${tb}/files/docs/plan.txt`, { key: t.apiKey, rawBody: content, headers: { 'content-type': 'text/plain' } })).status, 201);
         }
       }
+      // An export archive, built by the server's job: its blob is the tenant's too.
+      const asked = await h.call('POST', `${base}/exports`, { key: ending.apiKey, body: { includeVersions: true } });
+      assert.equal(asked.status, 202, asked.text);
+      for (;;) {
+        const status = await h.call('GET', `${base}/exports/${asked.json.exportId}`, { key: ending.apiKey });
+        if (status.json.status === 'ready') break;
+        assert.equal(status.json.status, 'building', status.text);
+        await new Promise((r) => setTimeout(r, 50));
+      }
       backupIds.push((await takeBackup(h.core)).backupId);
       assert.equal((await h.call('PUT', `${base}/collections/notes/records/n3`, { key: ending.apiKey, body: { text: 'after the backup' } })).status, 201);
       // From here the test runs the purge and shipping itself: a scheduler moved 60 days on by the clock would race it.
@@ -122,6 +133,7 @@ for (const driver of DRIVERS) {
       const stayingBefore = await ownedDigest(h.core.db.reader, staying.tenantId, DATA_TABLES);
       held = await rowsOf(ending.tenantId);
       assert.ok(held.records === 4 && held.record_versions === 5 && held.file_versions === 2, JSON.stringify(held));
+      assert.ok((await blobsOf(ending.tenantId)).some((key) => key.includes(`exports/${ending.tenantId}/`)), 'its export archive is stored');
 
       now += 59 * DAY;
       assert.equal(await runDuePurges(h.core), 'the owners of 1 tenants reminded of their purge', 'day 59: a reminder, no purge');
@@ -152,7 +164,7 @@ for (const driver of DRIVERS) {
       const kept = await h.core.db.reader.selectFrom('members').selectAll().where('tenant_id', '=', ending.tenantId).executeTakeFirstOrThrow();
       assert.equal(kept.role, 'owner');
       assert.equal(kept.email_enc, null, "the owner's e-mail address is gone");
-      for (const table of ['tenant_heads', 'outbox', 'deliveries'] as const) {
+      for (const table of ['tenant_heads', 'outbox', 'deliveries', 'exports'] as const) {
         assert.equal((await h.core.db.reader.selectFrom(table).select('tenant_id').where('tenant_id', '=', ending.tenantId).execute()).length, 0, table);
       }
       assert.deepEqual(await blobsOf(ending.tenantId), [], 'no blob of the tenant on any backend');

@@ -11,7 +11,7 @@ import { openSealedBlob, parseRange, type ByteRange } from '../files/file-reads.
 import { tokenParts, tokenSigner, verifyToken } from '../files/signed-urls.js';
 import { checkFormat, EXPORT_ID, newExportId, randomId } from '../ids.js';
 import { tenantDataKey, tenantDataKeyById } from '../tenant-keys.js';
-import { tenantStatus } from '../tenants.js';
+import { SHREDDED_STATUSES, tenantStatus } from '../tenants.js';
 import { tenantArchive, type ArchiveSummary } from './export-archive.js';
 
 /**
@@ -65,11 +65,11 @@ function exportView(row: ExportsTable, download: ExportView['download'] = null):
   };
 }
 
-/** A tenant that still has data to export: it exists and is not purged. */
+/** A tenant that still has data to export: it exists and is not being purged or purged. */
 async function requireExportable(core: Core, tenantId: string): Promise<void> {
   const status = await tenantStatus(core, tenantId);
   if (status === null) throw new NotFoundError('tenant not found');
-  if (status === 'purged') throw new ConflictError('the tenant is purged: nothing of it is left to export');
+  if (SHREDDED_STATUSES.includes(status)) throw new ConflictError(`the tenant is ${status}: nothing of it is left to export`);
 }
 
 /**

@@ -165,7 +165,7 @@ async function deleteBlobs(core: Core, tenantId: string): Promise<void> {
 }
 
 /** Tables outside the journal's list that still name the tenant. */
-const WORKING_TABLES = ['tenant_heads', 'outbox', 'signed_url_uses'] as const;
+const WORKING_TABLES = ['tenant_heads', 'outbox', 'signed_url_uses', 'exports'] as const;
 
 async function deleteRows(core: Core, tenantId: string): Promise<void> {
   // One statement per table: the journal holds the statement, not the rows it deleted.
