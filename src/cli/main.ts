@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { open, rm } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { maskedConfig } from '../config/load.js';
@@ -95,34 +94,6 @@ tenant
       const created = await createTenant(core, CLI_ACTOR, CLI_META, name);
       if (options.json) say(JSON.stringify({ tenantId: created.tenantId, name: created.name, apiKey: created.apiKey }));
       else say(`tenant ${created.tenantId} (${created.name})\nowner API key (shown once): ${created.apiKey}`);
-    } finally {
-      await core.close();
-    }
-  });
-
-tenant
-  .command('export')
-  .description("write a tenant's export archive (a tar: manifest.json, records/*.jsonl, files/…) to a new file, from the data directory")
-  .requiredOption('--tenant <id>', 'the tenant')
-  .requiredOption('--out <file>', 'the archive to write; it must not exist')
-  .option('--versions', 'every retained version of records and files too')
-  .option('--json', 'print one JSON object')
-  .action(async (options: { tenant: string; out: string; versions?: boolean; json?: boolean }) => {
-    const core = await openCore(configFrom(globals()));
-    try {
-      const { exportToStream } = await import('../core/lifecycle/exports.js');
-      // 'wx': never overwrite a file that is there; 0600: the archive is the tenant's data in the clear.
-      const file = await open(options.out, 'wx', 0o600);
-      let written;
-      try {
-        written = await exportToStream(core, CLI_ACTOR, CLI_META, options.tenant, options.versions === true, file.createWriteStream());
-      } catch (error) {
-        await rm(options.out, { force: true });
-        throw error;
-      }
-      const { exportId, size, sha256, manifestSha256, manifest } = written;
-      if (options.json) say(JSON.stringify({ exportId, tenantId: options.tenant, file: options.out, size, sha256, manifestSha256, seq: manifest.seq, counts: manifest.counts }));
-      else say(`export ${exportId} of ${options.tenant} at sequence ${manifest.seq}: ${options.out}, ${size} bytes, sha256 ${sha256} (manifest sha256 ${manifestSha256})`);
     } finally {
       await core.close();
     }

@@ -4,7 +4,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError } from '../errors.js';
 
 const WAIT_MS = 5_000;
-/** A lock older than this was left by a crashed process: writes under it take milliseconds. */
+/**
+ * A lock older than this was left by a crashed process: writes under it take milliseconds. One whose
+ * holder (the pid in its token) no longer runs on this machine is stale at once.
+ */
 const STALE_MS = 30_000;
 
 /**
@@ -48,10 +51,22 @@ async function acquire(lockFile: string): Promise<string> {
   }
 }
 
+/** Whether the process named in a lock's token is gone (killed, say): its lock is stale at once. */
+async function holderGone(lockFile: string): Promise<boolean> {
+  const pid = Number((await readFile(lockFile, 'utf8')).split(' ')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return errorCode(error) === 'ESRCH';
+  }
+}
+
 async function removeIfStale(lockFile: string): Promise<void> {
   try {
     const seen = await stat(lockFile);
-    if (Date.now() - seen.mtimeMs < STALE_MS) {
+    if (Date.now() - seen.mtimeMs < STALE_MS && !(await holderGone(lockFile))) {
       return;
     }
     // Only the very file judged stale goes: another process may have replaced it in the meantime.

@@ -12,7 +12,6 @@ import { loadConfig } from '../../src/config/load.js';
 import { declareCollection } from '../../src/core/collections.js';
 import type { Principal } from '../../src/core/context.js';
 import { putFile } from '../../src/core/files/file-writes.js';
-import { terminateTenant } from '../../src/core/lifecycle/termination.js';
 import { openCore } from '../../src/core/open-core.js';
 import { putRecord } from '../../src/core/records.js';
 import { createTenant } from '../../src/core/tenants.js';
@@ -26,7 +25,6 @@ import { DRIVERS, freshPostgresUrl, stopPostgres } from '../support/strongroom.j
 after(stopPostgres);
 const tempDir = tempDirs('strongroom-purge-crash-');
 const META = { requestId: 'test', sourceIp: 'local' };
-const SRE: Principal = { kind: 'operator', operatorId: 'op_test', roles: ['sre'], grant: null };
 const FILES = 120;
 
 for (const driver of DRIVERS) {
@@ -55,13 +53,26 @@ for (const driver of DRIVERS) {
             );
           }
         }
-        await terminateTenant(core, SRE, META, tenants[0]!, { reason: 'contract ended' });
-        // Time travel: the purge date is now past, by the database's clock.
-        await core.committer.submit(SYSTEM_CHAIN, (tx) => tx.updateTable('tenants').set({ purge_after: 0 }).where('id', '=', tenants[0]!).execute());
       } finally {
         await core.close();
       }
       const [ending, staying] = tenants as [string, string];
+      // The machine's operator terminates from the CLI (and may cancel until the purge date).
+      const cli = async (args: string[]) => {
+        const result = await runCli(dataDir, ['tenant', ...args, '--tenant', ending, '--json'], { env });
+        assert.equal(result.code, 0, result.stderr);
+        return JSON.parse(result.stdout);
+      };
+      assert.equal((await cli(['terminate', '--reason', 'contract ended'])).status, 'terminated');
+      assert.equal((await cli(['cancel-termination'])).status, 'active');
+      assert.equal((await cli(['terminate', '--reason', 'contract ended, for good'])).status, 'terminated');
+      core = await openCore(config);
+      try {
+        // Time travel: the purge date is now past, by the database's clock.
+        await core.committer.submit(SYSTEM_CHAIN, (tx) => tx.updateTable('tenants').set({ purge_after: 0 }).where('id', '=', ending).execute());
+      } finally {
+        await core.close();
+      }
       const blobDir = (tenantId: string, copy: 'primary' | 'replica') => join(root, 'blobs', copy, 'files', tenantId);
       const blobCount = (tenantId: string, copy: 'primary' | 'replica') => (existsSync(blobDir(tenantId, copy)) ? readdirSync(blobDir(tenantId, copy)).length : 0);
       assert.equal(blobCount(ending, 'primary'), FILES);
