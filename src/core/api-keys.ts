@@ -148,13 +148,14 @@ export async function authenticateApiKey(core: Core, presented: string): Promise
   const [, keyId, secret] = match as unknown as [string, string, string];
   const row = await core.db.reader
     .selectFrom('api_keys')
-    .select(['tenant_id', 'secret_hash', 'scopes', 'expires_at', 'revoked_at'])
-    .where('key_id', '=', keyId)
+    .innerJoin('tenants', 'tenants.id', 'api_keys.tenant_id')
+    .select(['api_keys.tenant_id', 'api_keys.secret_hash', 'api_keys.scopes', 'api_keys.expires_at', 'api_keys.revoked_at', 'tenants.status'])
+    .where('api_keys.key_id', '=', keyId)
     .executeTakeFirst();
   // Compare in constant time, against a dummy when the id is unknown, so timing tells nothing.
   const matches = timingSafeEqual(hashSecret(secret), row?.secret_hash ?? DUMMY_HASH);
   if (!row || !matches) throw new UnauthenticatedError();
   if (row.revoked_at !== null) throw new UnauthenticatedError();
   if (row.expires_at !== null && Number(row.expires_at) <= core.now()) throw new UnauthenticatedError();
-  return { kind: 'api_key', tenantId: row.tenant_id, keyId, scopes: row.scopes.split(',') as ApiKeyScope[] };
+  return { kind: 'api_key', tenantId: row.tenant_id, keyId, scopes: row.scopes.split(',') as ApiKeyScope[], tenantStatus: row.status };
 }

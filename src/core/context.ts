@@ -54,10 +54,14 @@ export interface Core {
   databaseNow: () => Promise<number>;
 }
 
-/** Who is acting, for authorization and for the audit log. Never holds a secret. */
+/**
+ * Who is acting, for authorization and for the audit log. Never holds a secret. A credential of a
+ * tenant carries the tenant's lifecycle status as read when it was checked, so the read-only check
+ * of a terminated tenant costs no query of its own.
+ */
 export type Principal =
-  | { kind: 'api_key'; tenantId: string; keyId: string; scopes: ApiKeyScope[] }
-  | { kind: 'member'; tenantId: string; memberId: string; role: MemberRole }
+  | { kind: 'api_key'; tenantId: string; keyId: string; scopes: ApiKeyScope[]; tenantStatus?: string }
+  | { kind: 'member'; tenantId: string; memberId: string; role: MemberRole; tenantStatus?: string }
   | { kind: 'operator'; operatorId: string; roles: OperatorRole[]; grant: ActiveGrant | null };
 
 export type ApiKeyScope = 'read' | 'write' | 'admin';

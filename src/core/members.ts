@@ -5,6 +5,7 @@ import type { Actor, Core, MemberRole, Principal, RequestMeta, VerifiedIdentity 
 import { auditInTx, auditRead, plainTarget } from './audit-events.js';
 import { randomId } from './ids.js';
 import { memberEmailKey, tenantDataKey, tenantDataKeyById } from './tenant-keys.js';
+import { SHREDDED_STATUSES } from './tenants.js';
 import { recordKeyFor } from '../crypto/record-key.js';
 
 export const ROLES: readonly MemberRole[] = ['owner', 'admin', 'member', 'viewer'];
@@ -115,7 +116,7 @@ const SIGN_IN: Actor = { kind: 'system', name: 'sign-in' };
  * addresses claim nothing, so nobody can take an invitation by typing someone's address.
  */
 export async function resolveMember(core: Core, tenantId: string, identity: VerifiedIdentity, meta: RequestMeta): Promise<MemberPrincipal | null> {
-  const tenant = await core.db.reader.selectFrom('tenants').select('require_mfa').where('id', '=', tenantId).executeTakeFirst();
+  const tenant = await core.db.reader.selectFrom('tenants').select(['require_mfa', 'status']).where('id', '=', tenantId).executeTakeFirst();
   if (!tenant) return null;
   // Checked once membership is known (strangers learn nothing of the policy) and before an
   // invitation is claimed: a password alone opens nothing in such a tenant.
@@ -132,9 +133,10 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
     .executeTakeFirst();
   if (linked) {
     enforceMfa();
-    return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole };
+    return { kind: 'member', tenantId, memberId: linked.member_id, role: linked.role as MemberRole, tenantStatus: tenant.status };
   }
-  if (!identity.emailVerified || !identity.email) return null;
+  // A purged tenant's invitations went with its key: nothing is left to claim.
+  if (!identity.emailVerified || !identity.email || SHREDDED_STATUSES.includes(tenant.status)) return null;
   const emailToken = recordKeyFor(await memberEmailKey(core, tenantId, SIGN_IN), identity.email.toLowerCase());
   return core.committer.submit(tenantId, async (tx, batch) => {
     const invited = await tx
@@ -152,7 +154,7 @@ export async function resolveMember(core: Core, tenantId: string, identity: Veri
       .where('tenant_id', '=', tenantId)
       .where('member_id', '=', invited.member_id)
       .execute();
-    const principal: MemberPrincipal = { kind: 'member', tenantId, memberId: invited.member_id, role: invited.role as MemberRole };
+    const principal: MemberPrincipal = { kind: 'member', tenantId, memberId: invited.member_id, role: invited.role as MemberRole, tenantStatus: tenant.status };
     await auditInTx(tx, batch, core, principal, meta, { tenantId, action: 'member.claim', target: plainTarget(`member:${invited.member_id}`), result: 'ok' });
     return principal;
   });

@@ -46,7 +46,7 @@ export function requireAction(routeTable: RouteAction[]) {
 async function refuseWhenTerminated(core: Core, principal: Principal, tenantId: string | undefined, action: Action): Promise<void> {
   if (tenantId === undefined || ALLOWED_WHEN_PURGED.has(action)) return;
   if (principal.kind !== 'operator' && principal.tenantId !== tenantId) return;
-  const status = await tenantStatus(core, tenantId);
+  const status = (principal.kind !== 'operator' ? principal.tenantStatus : undefined) ?? (await tenantStatus(core, tenantId));
   if (status !== null) assertAllowedForStatus(action, status);
 }
 
