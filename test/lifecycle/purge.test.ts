@@ -10,8 +10,12 @@ import { takeBackup } from '../../src/core/recovery/backup.js';
 import { listSegments, openManifest, readObject } from '../../src/core/recovery/catalog.js';
 import { restoreInto, type RestoreTarget } from '../../src/core/recovery/restore.js';
 import { shippingStatus, shipThrough } from '../../src/core/recovery/ship.js';
-import { runDuePurges, tenantBlobPrefixes } from '../../src/core/lifecycle/purge.js';
+import { duePurges, purgeTenant, runDuePurges, tenantBlobPrefixes } from '../../src/core/lifecycle/purge.js';
 import { decodeSegment } from '../../src/journal/segment.js';
+import { openSystemKey } from '../../src/core/recovery/recovery-keys.js';
+import { chunkAad, segmentKeyAad } from '../../src/core/recovery/ship.js';
+import { openRecord } from '../../src/crypto/record-cipher.js';
+import { parseTagged } from '../../src/store/db/statement-journal.js';
 import { JOURNALED_TABLES } from '../../src/store/db/journaled-tables.js';
 import { ownedDigest } from '../../src/store/db/owned-rows.js';
 import { RecoveryError } from '../../src/errors.js';
@@ -40,6 +44,7 @@ for (const driver of DRIVERS) {
     const backupIds: string[] = [];
     let timeline: string;
     let held: Record<string, number>;
+    let midPurgeSeq: number;
     /** What the other tenant wrote; background jobs may add key-use events to its audit log meanwhile. */
     const DATA_TABLES = ['collections', 'records', 'record_versions', 'record_index', 'files', 'file_versions', 'file_folders'];
     const oidc = (claims: Record<string, unknown>) => {
@@ -154,7 +159,14 @@ for (const driver of DRIVERS) {
         [ending.tenantId],
         'past the date and not purged: the evidence names it',
       );
-      assert.match(await runDuePurges(h.core), new RegExp(`${ending.tenantId}: purged`));
+      assert.deepEqual(await duePurges(h.core), [ending.tenantId]);
+      // The journal's head once the key is scheduled and before the rows go: a restore point in the middle of the purge.
+      let midPurge: Promise<number> | undefined;
+      const step = await purgeTenant(h.core, ending.tenantId, (s) => {
+        if (s === 'blobs-deleted') midPurge = shippingStatus(h.core).then((status) => status.journalSeq);
+      });
+      assert.equal(step, 'purged');
+      midPurgeSeq = await midPurge!;
       assert.equal(await tenantStatus(ending.tenantId), 'purged');
       assert.deepEqual((await as(sre(), 'GET', '/v1/ops/lifecycle')).json.overduePurges, [], 'nothing overdue once purged');
 
@@ -217,13 +229,27 @@ for (const driver of DRIVERS) {
         chunks.push(...decodeSegment(await readObject(h.core.blobs, key), key).header.chunks.filter((c) => c.tenant === ending.tenantId && c.keyId !== null));
       }
       assert.ok(chunks.length > 0, 'segments still hold its sealed chunks');
+      // What it journaled after its key was scheduled is sealed under the system key: bookkeeping only, none of its data.
+      for (const { key } of await listSegments(h.core, timeline)) {
+        const segment = decodeSegment(await readObject(h.core.blobs, key), key);
+        const systemKey = await openSystemKey(h.core.kms, Buffer.from(segment.header.wrappedKey, 'base64'), segmentKeyAad(timeline, segment.header.first));
+        for (const [c, chunk] of segment.header.chunks.entries()) {
+          if (chunk.tenant !== ending.tenantId || chunk.keyId !== null) continue;
+          const plain = openRecord(systemKey.sealKey, chunkAad(timeline, segment.header.first, chunk.tenant), segment.chunks[c]!).toString('utf8');
+          const tables = (parseTagged(plain) as { s: { kind: string; into?: { table: { identifier: { name: string } } } }[] }[]).flatMap((e) => e.s.map((n) => n.into?.table.identifier.name ?? n.kind));
+          assert.deepEqual([...new Set(tables)], ['audit_events'], `${key}: only audit events under the system key`);
+          assert.equal(plain.includes('secret'), false);
+        }
+      }
 
       await shipAll();
       const stayingLive = await ownedDigest(h.core.db.reader, staying.tenantId, DATA_TABLES);
-      // Every backup that holds it; the log alone from its first entry; and the latest point.
+      // Every backup that holds it; the log alone from its first entry; the middle of the purge; the latest point.
       const targets: { target: RestoreTarget; holdsIt: boolean }[] = [
         ...holding.map((b) => ({ target: { seq: b.seq }, holdsIt: true })),
         { target: { seq: holding[0]!.seq - 1 }, holdsIt: true },
+        // In the middle of the purge: the key scheduled, the rows not yet deleted.
+        { target: { seq: midPurgeSeq }, holdsIt: true },
         { target: { latest: true }, holdsIt: false },
       ];
       for (const { target, holdsIt } of targets) {

@@ -93,6 +93,8 @@ export async function purgeTenant(core: Core, tenantId: string, onStep: (step: P
     const counts = await countsOf(core, tenantId);
     await core.committer.submit(SYSTEM_CHAIN, async (tx, batch) => {
       const current = await tx.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirstOrThrow();
+      // Another run (the CLI beside the server's job) began first: go on from its record.
+      if (current.status === 'purging') return;
       if (current.status !== 'terminated') throw new ConflictError(`the tenant is ${current.status}`);
       await tx.updateTable('tenants').set({ status: 'purging' }).where('id', '=', tenantId).execute();
       await tx.deleteFrom('tenant_purges').where('tenant_id', '=', tenantId).execute();

@@ -4,7 +4,6 @@ import { ConflictError } from '../../errors.js';
 import type { Kms } from '../../kms/kms.js';
 import { SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core } from '../context.js';
-import { SHREDDED_STATUSES } from '../tenants.js';
 import { kekName, tenantDataKey, wrapAad } from '../tenant-keys.js';
 
 /**
@@ -75,13 +74,15 @@ export async function sealingKeyFor(core: Core, owner: string, system: SystemKey
 }
 
 /**
- * A tenant being purged has its key scheduled for destruction, so nothing more can be sealed under
- * it; what it still has journaled is only the deployment's own bookkeeping (key-use audit events),
- * sealed under the system key instead of holding the log up.
+ * Once a purge has scheduled the destruction of a tenant's key, nothing more can be sealed under
+ * it; what the tenant still has journaled then is only the deployment's own bookkeeping (key-use
+ * audit events), sealed under the system key instead of holding the log up. Before that point (a
+ * tenant merely `purging`) its entries are sealed under its own key like any other, so that the
+ * key's destruction shreds them too.
  */
 async function isShredding(core: Core, tenantId: string): Promise<boolean> {
-  const row = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
-  return row !== undefined && SHREDDED_STATUSES.includes(row.status);
+  const row = await core.db.reader.selectFrom('tenant_purges').select('kek_scheduled_at').where('tenant_id', '=', tenantId).executeTakeFirst();
+  return row !== undefined && row.kek_scheduled_at !== null;
 }
 
 /** Opens tenant data keys carried in segments and backups with the KMS alone, once per distinct key. */
@@ -100,21 +101,13 @@ export class CarriedKeys {
     return key;
   }
 
-  /**
-   * Like `open`, but null when the tenant's KEK is destroyed or scheduled for destruction (a purged
-   * tenant): its copies are ciphertext no one can read, which a restore leaves out.
-   */
-  async openUnlessShredded(tenantId: string, keyId: number, wrapped: Buffer): Promise<DataKey | null> {
-    try {
-      return await this.open(tenantId, keyId, wrapped);
-    } catch (error) {
-      if (await this.shredded(tenantId)) return null;
-      throw error;
-    }
-  }
-
   private readonly shreddedTenants = new Map<string, Promise<boolean>>();
 
+  /**
+   * Whether the tenant's KEK is destroyed or scheduled for destruction (a purged tenant): its copies
+   * are ciphertext no one can read, and what it journaled while being purged (under the system key)
+   * is of no use without them, so a restore leaves the tenant out.
+   */
   shredded(tenantId: string): Promise<boolean> {
     let answer = this.shreddedTenants.get(tenantId);
     if (!answer) {

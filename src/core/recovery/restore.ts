@@ -83,11 +83,11 @@ async function insertRows(db: Kysely<Tables>, table: string, rows: Record<string
 
 /** Streams one part into `db`, checking the stored bytes against the manifest's digest. */
 async function loadPart(source: RecoverySource, db: Kysely<Tables>, manifest: BackupManifest, part: BackupPart, systemKey: SystemKey, keys: CarriedKeys, counted: (rows: number) => void): Promise<boolean> {
+  if (part.name !== SYSTEM_PART && (await keys.shredded(part.name))) return false;
   const key =
     part.name === SYSTEM_PART || part.keyId === null || part.wrappedKey === null
       ? systemKey.sealKey
-      : await keys.openUnlessShredded(part.name, part.keyId, Buffer.from(part.wrappedKey, 'base64'));
-  if (key === null) return false;
+      : await keys.open(part.name, part.keyId, Buffer.from(part.wrappedKey, 'base64'));
   const digest = createHash('sha256');
   let size = 0;
   const hashing = new Transform({

@@ -69,14 +69,14 @@ export async function* shippedEntries(
       for (const [c, chunk] of header.chunks.entries()) {
         counted += chunk.entries;
         if (tenant !== null && chunk.tenant !== tenant) continue;
-        const key =
-          chunk.tenant === SYSTEM_CHAIN || chunk.keyId === null || chunk.wrappedKey === null
-            ? systemKey.sealKey
-            : await keys.openUnlessShredded(chunk.tenant, chunk.keyId, Buffer.from(chunk.wrappedKey, 'base64'));
-        if (key === null) {
+        if (chunk.tenant !== SYSTEM_CHAIN && (await keys.shredded(chunk.tenant))) {
           shredded.add(chunk.tenant);
           continue;
         }
+        const key =
+          chunk.tenant === SYSTEM_CHAIN || chunk.keyId === null || chunk.wrappedKey === null
+            ? systemKey.sealKey
+            : await keys.open(chunk.tenant, chunk.keyId, Buffer.from(chunk.wrappedKey, 'base64'));
         const plain = openRecord(key, chunkAad(range.timeline, first, chunk.tenant), segment.chunks[c]!);
         for (const e of parseTagged(plain.toString('utf8')) as { seq: number; at: number; c: number; s: RootOperationNode[] }[]) {
           entries.push({ seq: e.seq, at: e.at, tenant: chunk.tenant, continued: e.c === 1, statements: e.s });
