@@ -231,7 +231,9 @@ async function certificateDocument(
       name: kekName(tenant.id),
       provider: core.kms.provider,
       destructionScheduledAt: iso(purge.kek_scheduled_at),
-      versions: (JSON.parse(purge.kek_versions ?? '[]') as { version: number; createdAt: string }[]).map((v) => ({ ...v, state: 'destroyed', destroyedBy: iso(purge.kek_destroy_at) })),
+      // The KMS destroys the material once its waiting period is over; the purge checked it had, before signing.
+      destructionDueAt: iso(purge.kek_destroy_at),
+      versions: (JSON.parse(purge.kek_versions ?? '[]') as { version: number; createdAt: string }[]).map((v) => ({ ...v, state: 'destroyed', destroyedNoLaterThan: iso(purgedAt) })),
     },
     remainingCiphertext: {
       explanation: 'These copies in the recovery store still hold the tenant\'s data, sealed under data keys that only the destroyed key-encryption key could unwrap: none of it can be decrypted. Retention removes them by the dates given.',
