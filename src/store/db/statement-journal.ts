@@ -1,4 +1,4 @@
-import { createQueryId, type Kysely, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryId, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
+import { ColumnNode, createQueryId, InsertQueryNode, PrimitiveValueListNode, TableNode, ValuesNode, type Kysely, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryId, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
 import type { Tx } from './group-commit.js';
 import type { Tables } from './tables.js';
 
@@ -124,11 +124,37 @@ function untag(value: unknown): unknown {
   return record;
 }
 
-/** Executes journaled statements, compiled for `db`'s own dialect. */
-export async function replayStatements(db: Kysely<Tables>, statements: readonly RootOperationNode[]): Promise<void> {
+/**
+ * A plain insert (one table, named columns, rows of plain values: most of what is journaled) in a
+ * compact form, `{"$i": table, "c": columns, "v": rows}`, a third of its operation tree's size;
+ * anything else as its tree.
+ */
+type CompactInsert = { $i: string; c: string[]; v: unknown[][] };
+type JournaledStatement = RootOperationNode | CompactInsert;
+
+const INSERT_EXTRAS = ['returning', 'onConflict', 'onDuplicateKey', 'with', 'ignore', 'orAction', 'replace', 'explain', 'defaultValues', 'endModifiers', 'top', 'output'] as const;
+
+function compact(node: RootOperationNode): JournaledStatement {
+  if (node.kind !== 'InsertQueryNode' || !node.into || node.into.table.schema || !node.columns || node.values?.kind !== 'ValuesNode') return node;
+  if (INSERT_EXTRAS.some((extra) => node[extra] !== undefined && node[extra] !== false)) return node;
+  const rows = (node.values as ValuesNode).values;
+  if (!rows.every((row) => row.kind === 'PrimitiveValueListNode')) return node;
+  return { $i: node.into.table.identifier.name, c: node.columns.map((c) => c.column.name), v: rows.map((row) => [...(row as PrimitiveValueListNode).values]) };
+}
+
+function expand(statement: JournaledStatement): RootOperationNode {
+  if (!('$i' in statement)) return statement;
+  return InsertQueryNode.cloneWith(InsertQueryNode.create(TableNode.create(statement.$i)), {
+    columns: statement.c.map((column) => ColumnNode.create(column)),
+    values: ValuesNode.create(statement.v.map((row) => PrimitiveValueListNode.create(row))),
+  });
+}
+
+/** Executes journaled statements (trees or compact inserts), compiled for `db`'s own dialect. */
+export async function replayStatements(db: Kysely<Tables>, statements: readonly JournaledStatement[]): Promise<void> {
   const executor = db.getExecutor();
-  for (const node of statements) {
-    await executor.executeQuery(executor.compileQuery(node, createQueryId()));
+  for (const statement of statements) {
+    await executor.executeQuery(executor.compileQuery(expand(statement), createQueryId()));
   }
 }
 
@@ -150,7 +176,7 @@ export async function appendEntries(tx: Tx, entries: readonly JournalEntry[], at
   const spans: { first: number; last: number }[] = [];
   for (const entry of entries) {
     const firstRow = rows.length;
-    for (const part of splitEncoded(entry.statements)) rows.push({ tenant_id: entry.tenantId, statements: part, continued: 1 });
+    for (const part of encodeStatements(entry.statements)) rows.push({ tenant_id: entry.tenantId, statements: part, continued: 1 });
     rows.at(-1)!.continued = 0;
     spans.push({ first: firstRow, last: rows.length - 1 });
   }
@@ -176,12 +202,12 @@ const INSERT_ROWS = 200;
 export const MAX_ENTRY_BYTES = 4 * 1024 * 1024;
 
 /** The statements as JSON arrays of at most MAX_ENTRY_BYTES each (a larger statement alone). */
-function splitEncoded(statements: readonly RootOperationNode[]): Buffer[] {
+export function encodeStatements(statements: readonly RootOperationNode[]): Buffer[] {
   const parts: Buffer[] = [];
   let current: string[] = [];
   let size = 2;
   for (const statement of statements) {
-    const json = stringifyTagged(statement);
+    const json = stringifyTagged(compact(statement));
     if (current.length > 0 && size + json.length + 1 > MAX_ENTRY_BYTES) {
       parts.push(Buffer.from(`[${current.join(',')}]`));
       current = [];
