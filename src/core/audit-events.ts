@@ -2,6 +2,7 @@ import { appendAuditEvent } from '../audit/append.js';
 import { encodeAad, openRecord, recordKeyId, sealRecord, type DataKey } from '../crypto/record-cipher.js';
 import type { BatchState, Tx } from '../store/db/group-commit.js';
 import { actorName, type Actor, type Core, type RequestMeta } from './context.js';
+import { SHREDDED_STATUSES } from './tenants.js';
 import { tenantDataKeyById } from './tenant-keys.js';
 
 /**
@@ -105,6 +106,6 @@ const ANONYMOUS: Actor = { kind: 'system', name: 'unauthenticated' };
 export async function auditAuthFailure(core: Core, tenantId: string, meta: RequestMeta, credential: string, reason: string): Promise<void> {
   const tenant = await core.db.reader.selectFrom('tenants').select('status').where('id', '=', tenantId).executeTakeFirst();
   // A purged tenant has no audit log left to add to (the server's own log still has the attempt).
-  if (!tenant || tenant.status === 'purging' || tenant.status === 'purged') return;
+  if (!tenant || SHREDDED_STATUSES.includes(tenant.status)) return;
   await auditRead(core, ANONYMOUS, meta, { tenantId, action: 'auth.failed', target: plainTarget(`${credential} reason:${reason}`), result: 'denied' });
 }

@@ -88,6 +88,7 @@ async function isShredding(core: Core, tenantId: string): Promise<boolean> {
 /** Opens tenant data keys carried in segments and backups with the KMS alone, once per distinct key. */
 export class CarriedKeys {
   private readonly opened = new Map<string, Promise<DataKey>>();
+  private readonly shreddedTenants = new Map<string, Promise<boolean>>();
 
   constructor(private readonly kms: Kms) {}
 
@@ -100,8 +101,6 @@ export class CarriedKeys {
     }
     return key;
   }
-
-  private readonly shreddedTenants = new Map<string, Promise<boolean>>();
 
   /**
    * Whether the tenant's KEK is destroyed or scheduled for destruction (a purged tenant): its copies
