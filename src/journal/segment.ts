@@ -70,21 +70,38 @@ export interface DecodedSegment {
 }
 
 /** Parses a segment and checks its structure and chunk digests; `name` is how errors name it. The MAC is checked by `verifySegmentMac`. */
-export function decodeSegment(bytes: Buffer, name: string): DecodedSegment {
-  const fail = (reason: string): never => {
-    throw new RecoveryError(`segment ${name}: ${reason}`);
-  };
-  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) fail('not a segment');
-  const headerLength = bytes.readUInt32BE(MAGIC.length);
-  const start = MAGIC.length + 4;
-  if (start + headerLength > bytes.length) fail('truncated header');
+const failing = (name: string) => (reason: string): never => {
+  throw new RecoveryError(`segment ${name}: ${reason}`);
+};
+
+/** Bytes before a segment's header: its magic and the header's length. */
+export const SEGMENT_PREFIX_LENGTH = MAGIC.length + 4;
+
+/** The length of the header that follows, from a segment's first SEGMENT_PREFIX_LENGTH bytes. */
+export function segmentHeaderLength(prefix: Buffer, name: string): number {
+  if (prefix.length < SEGMENT_PREFIX_LENGTH || !prefix.subarray(0, MAGIC.length).equals(MAGIC)) failing(name)('not a segment');
+  return prefix.readUInt32BE(MAGIC.length);
+}
+
+/** Parses a segment's header (the bytes after its prefix); its MAC is not checked here. */
+export function parseSegmentHeader(json: Buffer, name: string): SegmentHeader {
+  const fail = failing(name);
   let header: SegmentHeader;
   try {
-    header = JSON.parse(bytes.subarray(start, start + headerLength).toString('utf8')) as SegmentHeader;
+    header = JSON.parse(json.toString('utf8')) as SegmentHeader;
   } catch {
     return fail('unreadable header');
   }
   if (header.format !== 1 || !Array.isArray(header.chunks)) fail('unknown format');
+  return header;
+}
+
+export function decodeSegment(bytes: Buffer, name: string): DecodedSegment {
+  const fail = failing(name);
+  const headerLength = segmentHeaderLength(bytes, name);
+  const start = SEGMENT_PREFIX_LENGTH;
+  if (start + headerLength > bytes.length) fail('truncated header');
+  const header = parseSegmentHeader(bytes.subarray(start, start + headerLength), name);
   const chunks: Buffer[] = [];
   let offset = start + headerLength;
   for (const chunk of header.chunks) {

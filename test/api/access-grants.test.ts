@@ -23,10 +23,7 @@ for (const driver of DRIVERS) {
     let base: string;
 
     /** A token valid by the server's clock, which the tests move forward. */
-    const oidc = (claims: Record<string, unknown>) => {
-      const seconds = Math.floor(clock() / 1000);
-      return idp.oidcToken({ iat: seconds - 5, exp: seconds + 300, ...claims });
-    };
+    const oidc = (claims: Record<string, unknown>) => idp.oidcToken(claims, clock());
     const operator = (sub: string, amr = ['pwd', 'otp']) => oidc({ sub, amr });
     const owner = () => oidc({ sub: 'owner-a', email: 'owner@tenant-a.example', email_verified: true });
     const as = async (token: Promise<string>, method: string, path: string, body?: unknown) =>

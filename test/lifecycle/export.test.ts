@@ -67,10 +67,7 @@ for (const driver of DRIVERS) {
     const collections = { notes: ['a', 'b', 'c'], people: ['p1', 'p2'] };
     const paths = ['docs/readme.txt', 'img/logo.bin', 'gone.txt', 'docs/naïve name @2.txt'];
     const logo = randomBytes(200_000);
-    const oidc = (claims: Record<string, unknown>) => {
-      const seconds = Math.floor(now / 1000);
-      return idp.oidcToken({ iat: seconds - 5, exp: seconds + 300, ...claims });
-    };
+    const oidc = (claims: Record<string, unknown>) => idp.oidcToken(claims, now);
     const ownerToken = () => oidc({ sub: 'owner-x', email: 'owner@export.example', email_verified: true });
     const viewerToken = () => oidc({ sub: 'viewer-x', email: 'viewer@export.example', email_verified: true });
     const as = async (token: Promise<string>, method: string, path: string, body?: unknown) =>

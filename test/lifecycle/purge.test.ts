@@ -47,10 +47,7 @@ for (const driver of DRIVERS) {
     let midPurgeSeq: number;
     /** What the other tenant wrote; background jobs may add key-use events to its audit log meanwhile. */
     const DATA_TABLES = ['collections', 'records', 'record_versions', 'record_index', 'files', 'file_versions', 'file_folders'];
-    const oidc = (claims: Record<string, unknown>) => {
-      const seconds = Math.floor(now / 1000);
-      return idp.oidcToken({ iat: seconds - 5, exp: seconds + 300, ...claims });
-    };
+    const oidc = (claims: Record<string, unknown>) => idp.oidcToken(claims, now);
     const owner = () => oidc({ sub: 'owner-p', email: 'owner@purged.example', email_verified: true });
     const viewer = () => oidc({ sub: 'viewer-p', email: 'viewer@purged.example', email_verified: true });
     const sre = () => oidc({ sub: 'sre-1', amr: ['pwd', 'otp'] });

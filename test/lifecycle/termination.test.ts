@@ -21,10 +21,7 @@ for (const driver of DRIVERS) {
     let now = Date.parse('2026-11-29T12:00:00Z');
     let t: { tenantId: string; apiKey: string };
     let base: string;
-    const oidc = (claims: Record<string, unknown>) => {
-      const seconds = Math.floor(now / 1000);
-      return idp.oidcToken({ iat: seconds - 5, exp: seconds + 300, ...claims });
-    };
+    const oidc = (claims: Record<string, unknown>) => idp.oidcToken(claims, now);
     const owner = () => oidc({ sub: 'owner-t', email: 'owner@terminated.example', email_verified: true });
     const sre = () => oidc({ sub: 'sre-1', amr: ['pwd', 'otp'] });
     const as = async (token: Promise<string>, method: string, path: string, body?: unknown) =>

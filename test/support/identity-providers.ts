@@ -19,8 +19,8 @@ export interface IdentityProviders {
   firebaseKey: SigningKey;
   /** Configuration for a harness that trusts both providers (and `extraIssuers`). */
   env(extraIssuers?: string[]): Record<string, string>;
-  /** A signed, valid token; `claims` override or add to the defaults. */
-  oidcToken(claims: Record<string, unknown>): Promise<string>;
+  /** A signed token valid at `atMs` (now unless given: a test that moves the server's clock passes its own); `claims` override or add to the defaults. */
+  oidcToken(claims: Record<string, unknown>, atMs?: number): Promise<string>;
   firebaseToken(claims: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
@@ -58,7 +58,10 @@ export async function startIdentityProviders(): Promise<IdentityProviders> {
       STRONGROOM_AUTH__FIREBASE__CERTS_URL: certsUrl,
       STRONGROOM_AUTH__CA_FILE: caFile,
     }),
-    oidcToken: (claims) => signOidc(oidcKey, { iss: issuer.issuer, aud: AUDIENCE, iat: now() - 5, exp: now() + 300, ...claims }),
+    oidcToken: (claims, atMs = Date.now()) => {
+      const seconds = Math.floor(atMs / 1000);
+      return signOidc(oidcKey, { iss: issuer.issuer, aud: AUDIENCE, iat: seconds - 5, exp: seconds + 300, ...claims });
+    },
     firebaseToken: (claims) =>
       signFirebase(firebaseKey, { iss: firebaseIssuer, aud: PROJECT, iat: now() - 5, auth_time: now() - 60, exp: now() + 300, ...claims }),
     async close() {

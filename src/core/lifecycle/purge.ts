@@ -1,13 +1,12 @@
 import { sql } from 'kysely';
 import { ConflictError, NotFoundError, PreconditionFailedError } from '../../errors.js';
-import { decodeSegment } from '../../journal/segment.js';
 import { JOURNALED_TABLES } from '../../store/db/journaled-tables.js';
 import type { Tables } from '../../store/db/tables.js';
 import { authorize } from '../../policy/authorize.js';
 import { auditInTx, NO_REQUEST, plainTarget, SYSTEM_CHAIN } from '../audit-events.js';
 import type { Actor, Core, Principal } from '../context.js';
 import { enqueueNotification } from '../notifications/outbox.js';
-import { listSegments, openManifest, readObject, timelineRanges } from '../recovery/catalog.js';
+import { listSegments, openManifest, readSegmentHeader, timelineRanges } from '../recovery/catalog.js';
 import { shippingStatus, shipThrough } from '../recovery/ship.js';
 import { kekName } from '../tenant-keys.js';
 import { signCertificate } from './certificate-keys.js';
@@ -112,8 +111,6 @@ export async function purgeTenant(core: Core, tenantId: string, onStep: (step: P
     onStep('shipped');
     const versions = await core.kms.listKeyVersions(kekName(tenantId));
     const destroyAt = await core.kms.scheduleKeyDestruction(kekName(tenantId));
-    core.keyring.evictTenant(tenantId);
-    core.currentDataKeys.forget(tenantId);
     const scheduledAt = core.now();
     await core.committer.submit(SYSTEM_CHAIN, async (tx, batch) => {
       const kekVersions = versions.map((v) => ({ version: v.version, createdAt: v.createdAt.toISOString() }));
@@ -127,7 +124,7 @@ export async function purgeTenant(core: Core, tenantId: string, onStep: (step: P
     });
     onStep('key-scheduled');
   }
-  // The key may have been scheduled by a run on another instance: no cached data key outlives it here.
+  // Scheduled now, or by an earlier run (maybe on another instance): no cached data key outlives it here.
   core.keyring.evictTenant(tenantId);
   core.currentDataKeys.forget(tenantId);
 
@@ -199,7 +196,7 @@ async function remainingCopies(core: Core, tenantId: string) {
   const segments: { object: string; first: number; last: number; agesOutBy: string }[] = [];
   for (const range of await timelineRanges(core, timeline)) {
     for (const { key } of await listSegments(core, range.timeline)) {
-      const { header } = decodeSegment(await readObject(core.blobs, key), key);
+      const header = await readSegmentHeader(core.blobs, key);
       if (!header.chunks.some((c) => c.tenant === tenantId)) continue;
       // A segment goes once a backup taken after it has left the window: the next backup, that much later.
       segments.push({ object: key, first: header.first, last: header.last, agesOutBy: new Date(header.lastAt + ageOut.backupIntervalMs + ageOut.segmentRetentionMs).toISOString() });

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { NotFoundError, RecoveryError } from '../../errors.js';
 import { backupPrefix, manifestObject, parseManifest, verifyManifestMac, type BackupManifest } from '../../journal/backup-manifest.js';
-import { decodeSegment, segmentPrefix } from '../../journal/segment.js';
+import { parseSegmentHeader, SEGMENT_PREFIX_LENGTH, segmentHeaderLength, segmentPrefix, type SegmentHeader } from '../../journal/segment.js';
 import type { Kms } from '../../kms/kms.js';
 import type { BlobStore } from '../../store/blob/blob-store.js';
 import { backupKeyAad } from './backup.js';
@@ -14,10 +14,20 @@ export interface RecoverySource {
   kms: Kms;
 }
 
-export async function readObject(blobs: BlobStore, key: string): Promise<Buffer> {
+/** An object's bytes, or the inclusive range of them. */
+export async function readObject(blobs: BlobStore, key: string, range?: { start: number; end: number }): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of await blobs.get(key)) chunks.push(chunk as Buffer);
+  for await (const chunk of await blobs.get(key, range)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/**
+ * A segment's header alone, read by range (its range, times and chunk list), for callers that
+ * need no entry of it. Unverified: a restore reads and checks the whole segment.
+ */
+export async function readSegmentHeader(blobs: BlobStore, key: string): Promise<SegmentHeader> {
+  const length = segmentHeaderLength(await readObject(blobs, key, { start: 0, end: SEGMENT_PREFIX_LENGTH - 1 }), key);
+  return parseSegmentHeader(await readObject(blobs, key, { start: SEGMENT_PREFIX_LENGTH, end: SEGMENT_PREFIX_LENGTH + length - 1 }), key);
 }
 
 async function listAll(blobs: BlobStore, prefix: string): Promise<string[]> {
@@ -127,7 +137,7 @@ export async function shippedEnd(source: RecoverySource, timeline: string): Prom
   const ranges = await timelineRanges(source, timeline);
   for (const range of ranges.reverse()) {
     const last = (await listSegments(source, range.timeline)).filter((s) => s.first <= range.to).at(-1);
-    if (last) return Math.min(range.to, decodeSegment(await readObject(source.blobs, last.key), last.key).header.last);
+    if (last) return Math.min(range.to, (await readSegmentHeader(source.blobs, last.key)).last);
     if (range.from > 0) return range.from;
   }
   return 0;
@@ -154,7 +164,7 @@ async function newestActivity(source: RecoverySource, timeline: string): Promise
   let at = 0;
   if (segments.length > 0) {
     const last = segments.at(-1)!;
-    at = decodeSegment(await readObject(source.blobs, last.key), last.key).header.lastAt;
+    at = (await readSegmentHeader(source.blobs, last.key)).lastAt;
   }
   if (backups.length > 0) at = Math.max(at, (await openManifest(source, timeline, backups.at(-1)!)).manifest.takenAt);
   return at;
